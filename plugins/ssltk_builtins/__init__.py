@@ -1,0 +1,1 @@
+"""ssltk's built-in plugins; each module is loaded through the ``ssltk`` entry-point group."""

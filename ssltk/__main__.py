@@ -1,0 +1,3 @@
+from ssltk.cli import main
+
+main()

@@ -1,0 +1,59 @@
+"""The ``ssltk`` command line: a Typer app composed from command-group modules and plugins."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from ssltk.cli._util import AppState, err_console
+from ssltk.plugins import SsltkPluginManager, call_safely, get_plugin_manager
+
+# Each module has ``register(app, state)``; one module per command group.
+_GROUPS = (
+    "ssltk.cli.plugins",
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from ssltk import __version__
+
+        typer.echo(f"ssltk {__version__}")
+        raise typer.Exit()
+
+
+def build_app(pm: SsltkPluginManager | None = None) -> typer.Typer:
+    """The CLI for plugin manager ``pm`` (a fresh default one if None)."""
+    state = AppState(pm if pm is not None else get_plugin_manager())
+    app = typer.Typer(
+        name="ssltk",
+        help="Self-supervised pretraining of vision backbones on driving video.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
+    )
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+        ),
+    ) -> None:
+        """Self-supervised pretraining of vision backbones on driving video."""
+
+    for mod in _GROUPS:
+        importlib.import_module(mod).register(app, state)
+    call_safely(state.pm, "register_commands", app=app)
+    return app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app = build_app()
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        err_console.print("interrupted")
+        raise SystemExit(130) from None

@@ -1,0 +1,44 @@
+"""Exceptions that the CLI turns into one friendly line (exit code 2)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class SsltkError(Exception):
+    """Base class: a user-facing problem with a one-line message that says how to fix it."""
+
+    exit_code = 2
+
+
+class UsageError(SsltkError):
+    """Bad input from the user: a path, a value, a config key."""
+
+
+class UnknownNameError(SsltkError, KeyError):
+    """A name (objective, backbone, config key, camera) that is not known; suggests close matches."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], hint: str = "") -> None:
+        self.kind, self.name = kind, name
+        known = sorted(set(known))
+        self.suggestions = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        msg = f"unknown {kind} {name!r}"
+        if self.suggestions:
+            msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
+        elif known and len(known) <= 12:
+            msg += "; known: " + ", ".join(known)
+        if hint:
+            msg += f" ({hint})"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class DuplicateNameError(SsltkError):
+    """Two plugins registered the same name."""
+
+
+class BrokenPluginError(SsltkError):
+    """A command needs something that a broken plugin should have provided."""

@@ -1,0 +1,160 @@
+"""The plugin manager: loading plugins from the ``ssltk`` entry-point group.
+
+Builtins (``ssltk_builtins``) are declared as entry points of the ``ssltk``
+distribution, so they load through the same call a third-party package uses.
+
+Environment switches:
+
+* ``SSLTK_LOAD_PLUGINS=dist1,dist2`` loads only the entry points of these
+  distributions (``ssltk`` = builtins only; empty = nothing).
+* ``SSLTK_DISABLE_PLUGINS=name1,name2`` blocks entry points by name
+  (``timm``) or by distribution (``ssltk-frame-order``).
+* ``SSLTK_TRACE_PLUGINS=1`` prints every hook call to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Iterable
+
+import pluggy
+
+from ssltk import hookspecs
+
+GROUP = "ssltk"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One loaded (or broken) plugin: entry-point name, its distribution, and why it is broken."""
+
+    name: str
+    dist: str
+    version: str
+    module: str
+    error: str | None = None
+
+    @property
+    def broken(self) -> bool:
+        return self.error is not None
+
+
+class SsltkPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers which distribution provided each plugin and which failed."""
+
+    def __init__(self) -> None:
+        pluggy.PluginManager.__init__(self, hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}  # plugin name -> provenance (broken ones too)
+
+    def info_for(self, plugin: object) -> PluginInfo:
+        """Provenance of a registered plugin object; plugins registered by hand get ``dist='-'``."""
+        name = self.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
+        return self.infos.get(name) or PluginInfo(name, "-", "-", getattr(plugin, "__name__", name))
+
+    def register_plugin(self, plugin: object, name: str, dist: str = "-", version: str = "-") -> None:
+        """Register ``plugin`` under ``name`` with its provenance, checking hook names."""
+        self.register(plugin, name=name)
+        self.infos[name] = PluginInfo(name, dist, version, getattr(plugin, "__name__", name))
+
+    def mark_broken(self, name: str, dist: str, version: str, module: str, exc: BaseException) -> None:
+        self.infos[name] = PluginInfo(name, dist, version, module, _one_line(exc))
+
+    @property
+    def broken(self) -> list[PluginInfo]:
+        return [i for i in self.infos.values() if i.broken]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _split_env(value: str | None) -> set[str] | None:
+    if value is None:
+        return None
+    return {v.strip() for v in value.split(",") if v.strip()}
+
+
+def _entry_points() -> Iterable[tuple[metadata.EntryPoint, metadata.Distribution]]:
+    seen: set[tuple[str, str]] = set()
+    for dist in metadata.distributions():
+        dist_name = dist.metadata["Name"] or "?"
+        for ep in dist.entry_points:
+            if ep.group != GROUP:
+                continue
+            key = (dist_name, ep.name)
+            if key in seen:  # the same dist can appear twice on sys.path
+                continue
+            seen.add(key)
+            yield ep, dist
+
+
+def get_plugin_manager(
+    load: Iterable[str] | None = None,
+    blocked: Iterable[str] = (),
+    plugins: Iterable[tuple[str, object]] = (),
+) -> SsltkPluginManager:
+    """Build a fresh plugin manager.
+
+    ``load``: distribution names whose entry points load (default: the
+    ``SSLTK_LOAD_PLUGINS`` environment variable, else all). ``blocked``:
+    entry-point or distribution names to skip (plus ``SSLTK_DISABLE_PLUGINS``).
+    ``plugins``: extra ``(name, object)`` pairs registered by hand (tests).
+
+    A plugin that fails to import or register is recorded as broken, never raised.
+    """
+    pm = SsltkPluginManager()
+    allowed = set(load) if load is not None else _split_env(os.environ.get("SSLTK_LOAD_PLUGINS"))
+    block = set(blocked) | (_split_env(os.environ.get("SSLTK_DISABLE_PLUGINS")) or set())
+    for ep, dist in _entry_points():
+        dist_name, version = dist.metadata["Name"], dist.version
+        if allowed is not None and dist_name not in allowed:
+            continue
+        if ep.name in block or dist_name in block or pm.has_plugin(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+            pm.register_plugin(plugin, ep.name, dist_name, version)
+        except Exception as exc:  # a broken plugin must not take the CLI down
+            if pm.has_plugin(ep.name):
+                pm.unregister(name=ep.name)
+            pm.mark_broken(ep.name, dist_name, version, ep.value, exc)
+    for name, plugin in plugins:
+        pm.register_plugin(plugin, name)
+    while True:  # a misspelled hook implementation makes its plugin broken, not silent
+        try:
+            pm.check_pending()
+            break
+        except pluggy.PluginValidationError as exc:
+            info = pm.info_for(exc.plugin)
+            pm.unregister(exc.plugin)
+            pm.mark_broken(info.name, info.dist, info.version, info.module, exc)
+    if os.environ.get("SSLTK_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(sys.stderr.write)
+        pm.enable_tracing()
+    return pm
+
+
+def format_exception(exc: BaseException) -> str:
+    """Full traceback text (for ``--verbose`` paths)."""
+    return "".join(traceback.format_exception(exc))
+
+
+def call_safely(pm: SsltkPluginManager, hook_name: str, **kwargs: Any) -> None:
+    """Call ``hook_name`` on each plugin one by one; a plugin that raises is marked broken.
+
+    pluggy stops a hook call at the first exception, so one faulty plugin would
+    hide every other; calling the implementations one at a time keeps the rest.
+    """
+    caller = getattr(pm.hook, hook_name)
+    for impl in reversed(caller.get_hookimpls()):
+        try:
+            impl.function(*[kwargs[a] for a in impl.argnames])
+        except Exception as exc:
+            info = pm.info_for(impl.plugin)
+            pm.mark_broken(info.name, info.dist, info.version, info.module, exc)
