@@ -12,6 +12,10 @@ from ssltk.plugins import SsltkPluginManager, call_safely, get_plugin_manager
 # Each module has ``register(app, state)``; one module per command group.
 _GROUPS = (
     "ssltk.cli.plugins",
+    "ssltk.cli.data",
+    "ssltk.cli.pretrain",
+    "ssltk.cli.bundle",
+    "ssltk.cli.probe",
 )
 
 

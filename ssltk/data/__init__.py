@@ -1,0 +1,1 @@
+"""Episode data: the shard format, synthetic episodes, packing, inspection and streaming views."""

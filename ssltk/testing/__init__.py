@@ -1,0 +1,1 @@
+"""Helpers for testing ssltk plugins (objective contract checks, tiny shards)."""
