@@ -1,0 +1,1 @@
+"""Pretraining: typed config, the training loop, device/precision choices, distributed setup."""

@@ -1,0 +1,222 @@
+"""The pretraining config: typed, validated, loadable from YAML, overridable from the command line.
+
+Precedence: defaults < ``--config FILE.yaml`` < command-line options. The fully
+resolved config is what ``--dry-run`` prints and what the bundle stores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ssltk.errors import UnknownNameError, UsageError
+from ssltk.objectives import _coerce
+
+# The default recipe (chosen by the probe experiment, docs/recipe.md).
+DEFAULT_OBJECTIVES: tuple[tuple[str, float], ...] = (("temporal-infonce", 1.0),)
+
+
+@dataclass
+class ObjectiveSpec:
+    """One selected objective: its name, weight in the sum, and its options."""
+
+    name: str
+    weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AugmentSpec:
+    """Augmentations applied independently to every view (see docs/views.md)."""
+
+    enabled: bool = True
+    crop_scale: tuple[float, ...] = (0.6, 1.0)
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue: float = 0.05
+    grayscale_p: float = 0.1
+    blur_p: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Everything a pretraining run needs; every field can come from YAML or the CLI."""
+
+    objectives: list[ObjectiveSpec] = field(
+        default_factory=lambda: [ObjectiveSpec(n, w) for n, w in DEFAULT_OBJECTIVES]
+    )
+    backbone: str = "resnet18"
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None  # local weights file or ssltk bundle to start from
+    data: str | None = None  # shards (folder, glob, brace pattern); None = built-in synthetic episodes
+    out: str = "runs/pretrain"
+    anchor_camera: str | None = None  # default: "front" if the data has it, else its first camera
+    image_size: int = 96
+    batch_size: int = 64
+    steps: int = 300
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 30
+    min_lr: float = 1e-5
+    grad_clip: float = 1.0
+    accum_steps: int = 1
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    compile: bool = False
+    device: str = "auto"
+    seed: int = 0
+    num_workers: int = 1
+    samples_per_segment: int = 4
+    shuffle_buffer: int = 256
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    log_every: int = 10
+    checkpoint_every: int = 100
+    tensorboard: bool = False
+    strict_data: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["augment"]["crop_scale"] = list(self.augment.crop_scale)
+        return d
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def parse_objective_arg(text: str) -> tuple[str, float]:
+    """``NAME`` or ``NAME=WEIGHT`` -> ``(name, weight)``."""
+    name, sep, weight = text.partition("=")
+    name = name.strip()
+    if not name:
+        raise UsageError(f"--objective {text!r}: write NAME or NAME=WEIGHT")
+    if not sep:
+        return name, 1.0
+    try:
+        w = float(weight)
+    except ValueError:
+        raise UsageError(f"--objective {text!r}: the weight after '=' must be a number") from None
+    if w <= 0:
+        raise UsageError(f"--objective {text!r}: the weight must be positive")
+    return name, w
+
+
+def _objectives_from_yaml(value: Any) -> list[ObjectiveSpec]:
+    """Accept a list of names / ``{name, weight, ...}`` dicts, or a mapping name -> {weight, options...}."""
+    specs: list[ObjectiveSpec] = []
+    items: list[tuple[str, Any]]
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = []
+        for v in value:
+            if isinstance(v, str):
+                n, w = parse_objective_arg(v)
+                items.append((n, {"weight": w}))
+            elif isinstance(v, dict) and "name" in v:
+                items.append((v["name"], {k: x for k, x in v.items() if k != "name"}))
+            else:
+                raise UsageError(f"objectives: each entry must be a name or a mapping with 'name', got {v!r}")
+    else:
+        raise UsageError("objectives: expected a list or a mapping of objective names")
+    for name, body in items:
+        body = dict(body or {})
+        weight = _coerce(float, body.pop("weight", 1.0), f"objectives.{name}.weight")
+        if weight <= 0:
+            raise UsageError(f"objectives.{name}.weight must be positive")
+        options = dict(body.pop("options", {}) or {})
+        options.update(body)
+        specs.append(ObjectiveSpec(str(name), weight, options))
+    if not specs:
+        raise UsageError("objectives: select at least one objective")
+    return specs
+
+
+def _apply(obj: Any, values: dict[str, Any], where: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = _field_names(type(obj))
+    for key, value in values.items():
+        k = key.replace("-", "_")
+        if k not in names:
+            raise UnknownNameError(f"config key{' in ' + where if where else ''}", key, names)
+        label = f"{where + '.' if where else ''}{k}"
+        if k == "objectives":
+            obj.objectives = _objectives_from_yaml(value)
+        elif k == "augment":
+            if not isinstance(value, dict):
+                raise UsageError("augment must be a mapping of augmentation settings")
+            _apply(obj.augment, value, "augment")
+        elif k == "backbone_kwargs":
+            if not isinstance(value, dict):
+                raise UsageError("backbone_kwargs must be a mapping")
+            obj.backbone_kwargs = dict(value)
+        else:
+            setattr(obj, k, _coerce(hints[k], value, label))
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file, then ``overrides`` (None values are ignored)."""
+    cfg = TrainConfig()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise UsageError(f"--config {p}: no such file")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark else ""
+            raise UsageError(f"--config {p}: not valid YAML{where}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"--config {p}: the top level must be a mapping of config keys")
+        _apply(cfg, data, "")
+    _apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, "")
+    validate(cfg)
+    return cfg
+
+
+def apply_objective_overrides(cfg: TrainConfig, pairs: list[str]) -> None:
+    """``--set OBJECTIVE.KEY=VALUE`` and ``--set KEY=VALUE`` (top-level) overrides."""
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"--set {pair!r}: write KEY=VALUE or OBJECTIVE.KEY=VALUE")
+        head, dot, rest = key.partition(".")
+        spec = next((s for s in cfg.objectives if s.name == head), None)
+        if dot and spec is not None:
+            spec.options[rest] = yaml.safe_load(value) if value else value
+        elif dot and head == "augment":
+            _apply(cfg.augment, {rest: yaml.safe_load(value)}, "augment")
+        elif dot:
+            raise UnknownNameError("objective in --set", head, [s.name for s in cfg.objectives] + ["augment"])
+        else:
+            _apply(cfg, {key: yaml.safe_load(value)}, "")
+    validate(cfg)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Range checks that need no plugins or data."""
+    checks = [
+        (cfg.steps >= 1, "steps must be >= 1"),
+        (cfg.batch_size >= 2, f"batch_size {cfg.batch_size} is too small: contrastive objectives need negatives (use >= 8)"),
+        (cfg.image_size >= 16, "image_size must be >= 16"),
+        (cfg.lr > 0, "lr must be positive"),
+        (cfg.accum_steps >= 1, "accum_steps must be >= 1"),
+        (cfg.warmup_steps >= 0, "warmup_steps must be >= 0"),
+        (cfg.num_workers >= 0, "num_workers must be >= 0"),
+        (cfg.samples_per_segment >= 1, "samples_per_segment must be >= 1"),
+        (cfg.batch_size % cfg.samples_per_segment == 0,
+         f"batch_size {cfg.batch_size} must be a multiple of samples_per_segment {cfg.samples_per_segment}"),
+        (cfg.log_every >= 1 and cfg.checkpoint_every >= 1, "log_every and checkpoint_every must be >= 1"),
+        (len({s.name for s in cfg.objectives}) == len(cfg.objectives), "an objective is selected twice"),
+        (bool(cfg.objectives), "select at least one objective"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise UsageError(msg)

@@ -1,0 +1,334 @@
+"""``pretrain()``: one linear training loop, readable top to bottom.
+
+Per step: fetch a batch (streamed, uint8), move it to the device, run the
+backbone once per distinct valid frame, sum the weighted objective losses,
+backward, clip, step AdamW and the cosine schedule. Checkpoints are written
+every ``checkpoint_every`` steps; the data stream is reseeded at the same
+boundaries so a resumed run sees exactly the batches an uninterrupted run sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssltk.errors import SsltkError, UsageError
+from ssltk.registry import Registry
+from ssltk.train.config import TrainConfig
+from ssltk.train.metrics import MetricsLog, plot_loss_curve
+from ssltk.train.model import SSLModel
+from ssltk.train.runtime import Runtime, is_conv_net, make_runtime, seed_everything
+from ssltk.views import ViewPlan
+
+
+class TrainingDiverged(SsltkError):
+    """A loss became NaN or inf; the last good checkpoint is kept."""
+
+    exit_code = 1
+
+
+@dataclass
+class DataInfo:
+    shards: list[str]
+    cameras: list[str]
+    segment_length: int
+    fps: float | None
+    checksum: str
+
+
+@dataclass
+class RunResult:
+    """What ``pretrain`` returns (and the CLI summarises)."""
+
+    out: Path
+    steps: int
+    final: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    samples_per_s: float = 0.0
+    plan: dict[str, Any] = field(default_factory=dict)
+
+
+def describe_data(spec: str) -> DataInfo:
+    """Shard list, cameras, segment length and fps, from the manifest or the first segment."""
+    from ssltk.data.format import iter_segments, read_manifest, resolve_shards
+
+    shards = resolve_shards(spec)
+    h = hashlib.sha256()
+    for s in shards:
+        h.update(s.encode())
+    manifest = read_manifest(Path(shards[0]).parent) if "://" not in shards[0] else None
+    if manifest is not None:
+        for s in manifest.get("shards", []):
+            h.update(str(s.get("sha256", "")).encode())
+    try:
+        _, meta, _ = next(iter_segments(shards[:1]))
+    except StopIteration:
+        raise UsageError(f"the first shard {shards[0]} holds no segments") from None
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"cannot read {shards[0]}: {exc}") from None
+    cameras = (manifest or {}).get("cameras") or meta.cameras
+    seg_len = int((manifest or {}).get("segment_length") or meta.length)
+    return DataInfo(shards, list(cameras), seg_len, meta.fps, h.hexdigest())
+
+
+def _chunk_seed(seed: int, chunk: int, rank: int) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}/{chunk}/{rank}".encode(), digest_size=4).digest(), "little")
+
+
+def build_run(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo):
+    """Backbone, objectives, view plan and the SSLModel (checked against the data)."""
+    fam, model_name = registry.backbone(cfg.backbone)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    backbone = fam.obj.create(model_name, img_size=cfg.image_size, init=cfg.init, **cfg.backbone_kwargs)
+    objectives, weights = {}, {}
+    for spec in cfg.objectives:
+        entry = registry.objective(spec.name)
+        objectives[spec.name] = entry.obj.from_options(backbone.num_features, **spec.options)
+        weights[spec.name] = spec.weight
+    plan = ViewPlan.build({n: o.views() for n, o in objectives.items()}, data.cameras, cfg.anchor_camera)
+    for d in plan.deltas:
+        if d is None:
+            continue
+        if d.unit == "seconds" and not data.fps:
+            continue  # checked per segment from timestamps
+        need = d.max_frames(data.fps or 1.0)
+        if need > data.segment_length - 1:
+            raise UsageError(
+                f"Δt {d.label} reaches {need} frames but the stored segments hold {data.segment_length} frames; "
+                f"use a shorter Δt or re-pack with a longer --segment-length"
+            )
+    cl = rt.channels_last and is_conv_net(backbone)
+    dc = backbone.data_config
+    model = SSLModel(backbone, objectives, weights, plan, dc["mean"], dc["std"], channels_last=cl)
+    model.to(rt.device)
+    if cl:
+        model.backbone.to(memory_format=torch.channels_last)
+    return model, plan
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig):
+    """timm AdamW (no weight decay on norms and biases) and timm's cosine schedule with warmup."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import CosineLRScheduler
+
+    optimizer = create_optimizer_v2(model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=cfg.steps,
+        lr_min=cfg.min_lr,
+        warmup_t=cfg.warmup_steps,
+        warmup_lr_init=cfg.lr * 0.01,
+        warmup_prefix=True,
+        t_in_epochs=False,
+    )
+    scheduler.step_update(0)
+    return optimizer, scheduler
+
+
+def _loader(cfg: TrainConfig, data: DataInfo, plan: ViewPlan, rt: Runtime, chunk: int, n_batches: int):
+    from ssltk.data.pipeline import build_loader
+
+    return build_loader(
+        data.shards,
+        plan,
+        batch_size=cfg.batch_size,
+        image_size=cfg.image_size,
+        steps_per_epoch=n_batches,
+        num_workers=cfg.num_workers,
+        seed=_chunk_seed(cfg.seed, chunk, rt.rank),
+        shuffle_buffer=cfg.shuffle_buffer,
+        samples_per_segment=cfg.samples_per_segment,
+        augment=cfg.augment,
+        strict=cfg.strict_data,
+        rank=rt.rank,
+        world_size=rt.world_size,
+        pin_memory=rt.device.type == "cuda",
+    )
+
+
+def _scalar_metrics(outputs) -> dict[str, float]:
+    row: dict[str, float] = {}
+    for name, out in outputs.items():
+        row[f"loss/{name}"] = float(out.loss.detach())
+        for k, v in out.metrics.items():
+            row[f"{name}/{k}"] = float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+    return row
+
+
+def pretrain(
+    cfg: TrainConfig,
+    *,
+    registry: Registry | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Any = None,
+) -> RunResult:
+    """Train ``cfg`` and write the bundle into ``cfg.out``; ``progress`` is a callback ``(step, total, row)``."""
+    from ssltk.bundle import check_out_dir
+    from ssltk.checkpoint import load_train_state, save_train_state
+
+    registry = registry if registry is not None else Registry()
+    for spec in cfg.objectives:  # fail on names before touching data or devices
+        registry.objective(spec.name)
+    registry.backbone(cfg.backbone)
+    out = Path(cfg.out)
+    state_dir = out / "train_state"
+    if resume:
+        if not state_dir.exists():
+            raise UsageError(f"--resume: {out} has no train_state/ to resume from")
+    else:
+        check_out_dir(out, overwrite)
+    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    if cfg.data is None:
+        from ssltk.data.cache import default_synthetic_shards
+
+        cfg.data = str(default_synthetic_shards("train"))
+    data = describe_data(cfg.data)
+    model, plan = build_run(cfg, registry, rt, data)
+    optimizer, scheduler = make_optimizer(model, cfg)
+
+    step, skipped = 0, {}
+    if resume:
+        step, extra = load_train_state(state_dir, modules={"model": model}, optimizer=optimizer, scheduler=scheduler)
+        skipped = dict(extra.get("skipped", {}))
+    else:
+        seed_everything(cfg.seed)
+    if rt.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    log = MetricsLog(out, resume_step=step if resume else None, tensorboard=cfg.tensorboard) if rt.is_main else None
+
+    train_model: torch.nn.Module = model
+    if rt.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [rt.device.index] if rt.device.type == "cuda" else None
+        train_model = DDP(model, device_ids=ids)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+
+    from ssltk.batch import to_device
+
+    t_start, samples_seen, window = time.perf_counter(), 0, []
+    last_row: dict[str, float] = {}
+    micro = cfg.accum_steps
+    model.train()
+    while step < cfg.steps:
+        chunk = step // cfg.checkpoint_every
+        chunk_end = min((chunk + 1) * cfg.checkpoint_every, cfg.steps)
+        batches = iter(_loader(cfg, data, plan, rt, chunk, (chunk_end - step) * micro))
+        while step < chunk_end:
+            t0 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            total_loss, outputs = 0.0, {}
+            for m in range(micro):
+                batch = to_device(next(batches), rt.device)
+                for kind, n in (batch.pop("skipped", None) or {}).items():
+                    skipped[kind] = skipped.get(kind, 0) + int(n)
+                sync = nullcontext() if (m == micro - 1 or not rt.distributed) else train_model.no_sync()
+                with sync:
+                    with rt.autocast():
+                        loss, outputs = train_model(batch)
+                    for name, o in outputs.items():
+                        if not torch.isfinite(o.loss):
+                            raise TrainingDiverged(
+                                f"objective {name!r} gave a non-finite loss ({float(o.loss)}) at step {step + 1}; "
+                                f"the last good checkpoint is kept in {state_dir}; try a lower --lr"
+                            )
+                    (loss / micro).backward()
+                total_loss += float(loss.detach()) / micro
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            step += 1
+            scheduler.step_update(step)
+            n = batch["frames"].shape[0] * micro * rt.world_size
+            samples_seen += n
+            window.append((n, time.perf_counter() - t0))
+            if rt.is_main and (step % cfg.log_every == 0 or step == cfg.steps):
+                recent = window[-cfg.log_every:]
+                row = {
+                    "step": step,
+                    "loss": total_loss,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "grad_norm": float(grad_norm),
+                    "samples_per_s": sum(a for a, _ in recent) / max(1e-9, sum(b for _, b in recent)),
+                    **_scalar_metrics(outputs),
+                    **{f"skipped/{k}": v for k, v in skipped.items()},
+                }
+                log.write(row)
+                last_row = row
+            if progress is not None and rt.is_main:
+                progress(step, cfg.steps, last_row)
+        if rt.is_main:  # checkpoint at every chunk boundary and at the end
+            save_train_state(
+                state_dir,
+                step=step,
+                modules={"model": model},
+                optimizer=optimizer,
+                scheduler=scheduler,
+                extra={"skipped": skipped, "chunk": chunk + 1},
+            )
+        if rt.distributed:
+            torch.distributed.barrier()
+
+    elapsed = max(1e-9, time.perf_counter() - t_start)
+    result = RunResult(out, step, {k: v for k, v in last_row.items() if k.startswith("loss")}, skipped,
+                       samples_seen / elapsed, plan.describe())
+    if rt.is_main:
+        log.close()
+        _write_bundle(cfg, model, plan, data, rt, result, registry)
+    if rt.distributed:
+        torch.distributed.barrier()
+    return result
+
+
+def _write_bundle(cfg: TrainConfig, model: SSLModel, plan: ViewPlan, data: DataInfo, rt: Runtime,
+                  result: RunResult, registry: Registry) -> None:
+    from ssltk import __version__
+    from ssltk.bundle import write_bundle
+    from ssltk.objectives import options_dict
+
+    curve = plot_loss_curve(MetricsLog.rows_of(cfg.out), Path(cfg.out))
+    backbone = model.backbone
+    manifest = {
+        "backbone": {
+            "family": backbone.family,
+            "name": backbone.model_name,
+            "kwargs": backbone.model_kwargs,
+            "num_features": backbone.num_features,
+        },
+        "input_size": backbone.data_config["input_size"],
+        "normalization": {"mean": backbone.data_config["mean"], "std": backbone.data_config["std"]},
+        "objectives": [
+            {
+                "name": name,
+                "weight": model.weights[name],
+                "options": options_dict(obj.options),
+                "plugin": registry.objective(name).plugin.dist,
+            }
+            for name, obj in model.objectives.items()
+        ],
+        "views": {**plan.describe(), "deltas": [d.label if d else None for d in plan.deltas]},
+        "data": {"spec": cfg.data, "shards": data.shards, "checksum": data.checksum, "cameras": data.cameras},
+        "seed": cfg.seed,
+        "steps": result.steps,
+        "world_size": rt.world_size,
+        "global_batch": cfg.batch_size * cfg.accum_steps * rt.world_size,
+        "precision": rt.precision,
+        "device": str(rt.device),
+        "final_metrics": result.final,
+        "skipped": result.skipped,
+        "config": cfg.to_dict(),
+        "ssltk_version": __version__,
+    }
+    extra = {"metrics.jsonl": Path(cfg.out) / "metrics.jsonl"}
+    if curve is not None:
+        extra["loss_curve.png"] = curve
+    write_bundle(Path(cfg.out), backbone=backbone, heads=dict(model.objectives), manifest=manifest, extra_files=extra,
+                 pm=registry.pm)

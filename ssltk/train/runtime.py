@@ -1,0 +1,121 @@
+"""Where and how a run executes: device, precision, memory format, torchrun/DDP setup."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ssltk.errors import UsageError
+
+
+@dataclass
+class Runtime:
+    """Resolved execution settings of this process."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None  # None = fp32
+    channels_last: bool
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.amp_dtype is torch.bfloat16 else "fp32"
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has AMX or AVX512-BF16 (bf16 matmul/conv run natively)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+        if "amx_bf16" in flags or "avx512_bf16" in flags:
+            return True
+    except OSError:
+        pass
+    return False
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "fp32":
+        return None
+    fast = (device.type == "cuda" and torch.cuda.is_bf16_supported()) or (device.type == "cpu" and cpu_has_fast_bf16())
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise UsageError("--precision bf16: this GPU has no bf16 support; use --precision fp32")
+        return torch.bfloat16
+    return torch.bfloat16 if fast else None
+
+
+def init_distributed(device_name: str, timeout_s: int = 600) -> tuple[int, int, int]:
+    """Initialise the process group when launched by torchrun (RANK/WORLD_SIZE set)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda") or device_name.startswith("cuda")
+        backend = "nccl" if use_cuda else "gloo"
+        if use_cuda:
+            torch.cuda.set_device(local)
+        # A finite timeout: a crashed rank makes the others fail instead of hanging forever.
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return rank, world, local
+
+
+def make_runtime(device: str, precision: str, channels_last: str) -> Runtime:
+    rank, world, local = init_distributed(device)
+    dev = resolve_device(device)
+    if dev.type == "cuda" and world > 1 and dev.index is None:
+        dev = torch.device("cuda", local)
+    amp = resolve_precision(precision, dev)
+    if channels_last == "auto":
+        cl = amp is not None  # channels_last pays off with bf16 kernels (GPU, AMX); not for fp32 on AVX2
+    else:
+        cl = channels_last == "on"
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    return Runtime(dev, amp, cl, rank, world, local)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def is_conv_net(module: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1) for m in module.modules())
