@@ -16,6 +16,7 @@ _GROUPS = (
     "ssltk.cli.pretrain",
     "ssltk.cli.bundle",
     "ssltk.cli.probe",
+    "ssltk.cli.demo",
 )
 
 

@@ -104,6 +104,9 @@ def build_run(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo)
                 f"Δt {d.label} reaches {need} frames but the stored segments hold {data.segment_length} frames; "
                 f"use a shorter Δt or re-pack with a longer --segment-length"
             )
+    if rt.distributed and rt.device.type == "cuda":
+        # Per-rank BatchNorm statistics leak batch identity into contrastive losses; sync them.
+        backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(backbone)
     cl = rt.channels_last and is_conv_net(backbone)
     dc = backbone.data_config
     model = SSLModel(backbone, objectives, weights, plan, dc["mean"], dc["std"], channels_last=cl)
