@@ -1,0 +1,52 @@
+"""Objective ``per-frame``: SimCLR on single frames (two augmentations are positives).
+
+Chen et al., "A Simple Framework for Contrastive Learning of Visual
+Representations" (ICML 2020). Each anchor frame is seen twice, independently
+augmented (``t`` and ``t:aug``); the two copies are positives, every other row
+of the batch (all ranks with ``gather``) is a negative. With ``2N`` rows this
+is NT-Xent: ``2N`` anchors, one positive and ``2N - 2`` negatives each.
+See ``docs/objectives/per-frame.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import ssltk
+from ssltk import ViewRequest
+from ssltk.contrastive import ContrastiveObjective, ContrastiveOptions, Masks, Rows, parse_cameras, same
+
+__all__ = ["PerFrame", "register_objectives"]
+
+
+@dataclass
+class PerFrameOptions(ContrastiveOptions):
+    """Options of ``per-frame``."""
+
+    cameras: str = field(default="anchor", metadata={"help": "'anchor', 'all' or names; each camera is its own view"})
+
+    def validate(self) -> None:
+        super().validate()
+        parse_cameras(self.cameras)
+
+
+class PerFrame(ContrastiveObjective):
+    """SimCLR NT-Xent: two augmentations of the same frame are positives."""
+
+    name = "per-frame"
+    Options = PerFrameOptions
+
+    def views(self) -> ViewRequest:
+        return ViewRequest(cameras=parse_cameras(self.options.cameras), augmented_copy=True)
+
+    def masks(self, anchors: Rows, keys: Rows) -> Masks:
+        # Positive: the same sample and camera in the other slot (t <-> t:aug).
+        pos = same(anchors.sample, keys.sample)
+        pos &= same(anchors.camera, keys.camera)
+        pos &= ~same(anchors.slot, keys.slot)
+        return Masks(pos)
+
+
+@ssltk.hookimpl
+def register_objectives(register) -> None:
+    register("per-frame", PerFrame)
