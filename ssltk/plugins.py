@@ -63,6 +63,11 @@ class SsltkPluginManager(pluggy.PluginManager):
 
     def mark_broken(self, name: str, dist: str, version: str, module: str, exc: BaseException) -> None:
         self.infos[name] = PluginInfo(name, dist, version, module, _one_line(exc))
+        self.trace_line("broken", name, f"({dist} {version}):", _one_line(exc))
+
+    def trace_line(self, *words: object) -> None:
+        """One line of the plugin trace (written to stderr only with ``SSLTK_TRACE_PLUGINS``)."""
+        self.trace.root.get("ssltk")(*words)
 
     @property
     def broken(self) -> list[PluginInfo]:
@@ -109,6 +114,9 @@ def get_plugin_manager(
     A plugin that fails to import or register is recorded as broken, never raised.
     """
     pm = SsltkPluginManager()
+    if os.environ.get("SSLTK_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(sys.stderr.write)
+        pm.enable_tracing()
     allowed = set(load) if load is not None else _split_env(os.environ.get("SSLTK_LOAD_PLUGINS"))
     block = set(blocked) | (_split_env(os.environ.get("SSLTK_DISABLE_PLUGINS")) or set())
     for ep, dist in _entry_points():
@@ -120,6 +128,7 @@ def get_plugin_manager(
         try:
             plugin = ep.load()
             pm.register_plugin(plugin, ep.name, dist_name, version)
+            pm.trace_line("loaded", ep.name, f"({dist_name} {version})", "from", ep.value)
         except Exception as exc:  # a broken plugin must not take the CLI down
             if pm.has_plugin(ep.name):
                 pm.unregister(name=ep.name)
@@ -134,9 +143,6 @@ def get_plugin_manager(
             info = pm.info_for(exc.plugin)
             pm.unregister(exc.plugin)
             pm.mark_broken(info.name, info.dist, info.version, info.module, exc)
-    if os.environ.get("SSLTK_TRACE_PLUGINS"):
-        pm.trace.root.setwriter(sys.stderr.write)
-        pm.enable_tracing()
     return pm
 
 
@@ -153,6 +159,7 @@ def call_safely(pm: SsltkPluginManager, hook_name: str, **kwargs: Any) -> None:
     """
     caller = getattr(pm.hook, hook_name)
     for impl in reversed(caller.get_hookimpls()):
+        pm.trace_line("call", hook_name, "->", impl.plugin_name)
         try:
             impl.function(*[kwargs[a] for a in impl.argnames])
         except Exception as exc:

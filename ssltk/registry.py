@@ -63,6 +63,7 @@ class Registry:
         # what it registered before raising is dropped, the others are kept.
         for impl in reversed(caller.get_hookimpls()):
             info = self.pm.info_for(impl.plugin)
+            self.pm.trace_line("call", hook_name, "->", impl.plugin_name)
             staged: list[tuple[tuple, dict]] = []
             try:
                 impl.function(lambda *a, **k: staged.append((a, k)))
