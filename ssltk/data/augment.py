@@ -1,0 +1,149 @@
+"""Per-frame geometry and augmentations on uint8 ``[3, H, W]`` tensors.
+
+:class:`FrameTransform` turns one decoded frame into a square ``size x size``
+uint8 frame. Geometry (always): take the centred square of side
+``min(H, W)`` (the shorter side); with augmentation on, take instead a random
+square sub-crop covering ``crop_scale`` of that square's area (so the aspect
+ratio is never distorted). Then resize to ``size`` (bilinear, antialiased).
+
+Photometric augmentations (torchvision ``transforms.v2.functional``), each
+frame with its own random parameters: colour jitter (brightness, contrast,
+saturation, hue; random order, like ``v2.ColorJitter``), grayscale, Gaussian
+blur, and an optional horizontal flip (off by default: driving scenes are not
+mirror-symmetric — traffic drives on one side). Hue is 0 by default so traffic
+lights and signs keep their colours.
+
+Random parameters come from an explicit ``numpy.random.Generator`` (never the
+global torch RNG), so a run is reproducible for a seed. Every slot gets its
+own draws: ``t``, ``t:aug`` and the temporal partners are augmented
+independently. One config serves every objective; per-objective
+augmentation is future work (``docs/views.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as F
+
+from ssltk.errors import UnknownNameError, UsageError
+
+__all__ = ["AugmentConfig", "FrameTransform"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation settings (driving-safe defaults). ``enabled=False`` = centre square + resize only."""
+
+    enabled: bool = True
+    crop_scale: tuple[float, float] = (0.6, 1.0)  # area fraction of the centred square kept by the random crop
+    brightness: float = 0.3  # factor drawn from [1 - b, 1 + b]
+    contrast: float = 0.3
+    saturation: float = 0.2
+    hue: float = 0.0  # shift drawn from [-h, h], h <= 0.5; 0 keeps traffic-light colours
+    jitter_p: float = 0.8  # probability of applying colour jitter to a frame
+    grayscale_p: float = 0.05
+    blur_p: float = 0.1
+    blur_sigma: tuple[float, float] = (0.1, 1.5)  # pixels, at the output size
+    hflip_p: float = 0.0
+
+    def __post_init__(self) -> None:
+        lo, hi = self.crop_scale
+        if not (0 < lo <= hi <= 1):
+            raise UsageError(f"augment crop_scale {self.crop_scale} must satisfy 0 < lo <= hi <= 1")
+        for name in ("brightness", "contrast", "saturation"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"augment {name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.hue <= 0.5:
+            raise UsageError(f"augment hue must be in [0, 0.5], got {self.hue}")
+        for name in ("jitter_p", "grayscale_p", "blur_p", "hflip_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UsageError(f"augment {name} is a probability in [0, 1], got {getattr(self, name)}")
+        if not (0 < self.blur_sigma[0] <= self.blur_sigma[1]):
+            raise UsageError(f"augment blur_sigma {self.blur_sigma} must satisfy 0 < lo <= hi")
+
+    @classmethod
+    def coerce(cls, value: "AugmentConfig | bool | dict[str, Any] | None", default: bool = True) -> "AugmentConfig":
+        """Accept a config, ``True``/``False``, a dict of fields (unknown keys suggest close ones) or ``None``."""
+        if isinstance(value, cls):
+            return value
+        if value is None:
+            return cls(enabled=default)
+        if isinstance(value, bool):
+            return cls(enabled=value)
+        if isinstance(value, dict):
+            known = {f.name for f in fields(cls)}
+            for key in value:
+                if key not in known:
+                    raise UnknownNameError("augment option", key, known)
+            kw = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+            return cls(**kw)
+        raise UsageError(f"augment must be an AugmentConfig, a bool or a dict, not {type(value).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FrameTransform:
+    """``uint8 [3, H, W]`` -> ``uint8 [3, size, size]`` with :class:`AugmentConfig` applied."""
+
+    def __init__(self, size: int, config: AugmentConfig | None = None) -> None:
+        if not isinstance(size, int) or size <= 0:
+            raise UsageError(f"image_size must be a positive int, got {size!r}")
+        self.size = size
+        self.config = config or AugmentConfig(enabled=False)
+
+    def crop_box(self, height: int, width: int, rng: np.random.Generator) -> tuple[int, int, int]:
+        """``(top, left, side)`` of the square crop taken from an ``height x width`` frame."""
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        if not self.config.enabled:
+            return top, left, side
+        scale = rng.uniform(*self.config.crop_scale)
+        crop = max(1, min(side, int(round(side * math.sqrt(scale)))))
+        return top + int(rng.integers(0, side - crop + 1)), left + int(rng.integers(0, side - crop + 1)), crop
+
+    def __call__(self, img: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        top, left, side = self.crop_box(img.shape[-2], img.shape[-1], rng)
+        if side == self.size:
+            out = img[:, top : top + side, left : left + side]
+        else:
+            out = F.resized_crop(img, top, left, side, side, [self.size, self.size], antialias=True)
+        if self.config.enabled:
+            out = self._photometric(out, rng)
+        return out
+
+    def _photometric(self, img: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        c = self.config
+        if c.hflip_p and rng.random() < c.hflip_p:
+            img = F.horizontal_flip(img)
+        if c.jitter_p and rng.random() < c.jitter_p:
+            img = self._jitter(img, rng)
+        if c.grayscale_p and rng.random() < c.grayscale_p:
+            img = F.rgb_to_grayscale(img, num_output_channels=3)
+        if c.blur_p and rng.random() < c.blur_p:
+            sigma = float(rng.uniform(*c.blur_sigma))
+            k = min(2 * math.ceil(3 * sigma) + 1, self.size - (1 - self.size % 2))
+            if k >= 3:
+                img = F.gaussian_blur(img, [k, k], [sigma, sigma])
+        return img
+
+    def _jitter(self, img: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        c = self.config
+        ops = []
+        if c.brightness:
+            ops.append((F.adjust_brightness, rng.uniform(max(0.0, 1 - c.brightness), 1 + c.brightness)))
+        if c.contrast:
+            ops.append((F.adjust_contrast, rng.uniform(max(0.0, 1 - c.contrast), 1 + c.contrast)))
+        if c.saturation:
+            ops.append((F.adjust_saturation, rng.uniform(max(0.0, 1 - c.saturation), 1 + c.saturation)))
+        if c.hue:
+            ops.append((F.adjust_hue, rng.uniform(-c.hue, c.hue)))
+        for j in rng.permutation(len(ops)):
+            fn, factor = ops[j]
+            img = fn(img, float(factor))
+        return img

@@ -1,0 +1,440 @@
+"""The streaming loader: episode-segment shards -> contract batches (``docs/views.md``).
+
+:func:`build_loader` returns a :class:`SegmentLoader` that yields batches
+following ``docs/batch_contract.md``. The WebDataset pipeline, in each worker:
+
+1. shard URLs: ``ResampledShards(deterministic=True)`` (training: an endless
+   stream, seeded per rank and worker, no node splitter needed) or, with
+   ``resampled=False``, one pass over this rank's and worker's share;
+2. read tars (:func:`ssltk.data.badness.read_shards`: bad shards counted once);
+3. expand each segment into ``samples_per_segment`` samples on raw bytes
+   (:class:`ssltk.data.sampling.SegmentSampler`), kept together as a group;
+4. shuffle groups in a buffer of ``shuffle_buffer`` samples;
+5. decode each needed ``(timestep, camera)`` of a group once, crop/resize and
+   augment every slot independently (:mod:`ssltk.data.augment`);
+6. batch inside the worker and attach ``skipped`` counts.
+
+Epochs: each worker yields ``ceil(steps_per_epoch / num_workers)`` batches
+and the loader stops after exactly ``steps_per_epoch``, so every rank takes
+the same number of steps. Randomness comes from one generator per
+``(seed, rank, worker, epoch)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from ssltk.batch import episode_id
+from ssltk.data.augment import AugmentConfig, FrameTransform
+from ssltk.data.badness import SKIP_KINDS, BadDataError, SkipCounter, clean_worker_error, read_shards
+from ssltk.data.decode import DecodeError, decode_jpeg
+from ssltk.data.format import SegmentMeta, read_manifest, resolve_shards
+from ssltk.data.sampling import RawView, SegmentSampler, check_plan_fits
+from ssltk.errors import UsageError
+from ssltk.views import ViewPlan
+
+__all__ = ["build_loader", "SegmentLoader", "DataInfo", "probe_data", "resolve_rank_world"]
+
+
+# ---------------------------------------------------------------- context
+class _Context:
+    """State shared by the stages of one pipeline: seeds, rank, and the per-epoch generator."""
+
+    def __init__(self, seed: int, rank: int, world: int, strict: bool, resampled: bool, n_urls: int) -> None:
+        self.seed, self.rank, self.world = int(seed), rank, world
+        self.strict, self.resampled, self.n_urls = strict, resampled, n_urls
+        self.epoch = -1
+        self.worker, self.num_workers = 0, 1
+        self.rng = np.random.default_rng(0)
+        self.counter = SkipCounter(strict)
+        self.shards_since_output = 0
+
+    def begin(self) -> None:
+        """Start an epoch in this process (main or worker): new generator from (seed, rank, worker, epoch)."""
+        info = torch.utils.data.get_worker_info()
+        self.worker, self.num_workers = (info.id, info.num_workers) if info else (0, 1)
+        self.epoch += 1
+        self.rng = np.random.default_rng([self.seed, self.rank, self.worker, self.epoch])
+        self.shards_since_output = 0
+
+    def shard_done(self) -> None:
+        """Guard against an endless resampled stream that never yields (all data bad)."""
+        self.shards_since_output += 1
+        limit = max(100, 10 * self.n_urls)
+        if self.resampled and self.shards_since_output >= limit:
+            counts = {k: v for k, v in self.counter.counts.items() if v}
+            raise UsageError(f"read {limit} shards in a row without one usable sample (skipped so far: {counts}); check the data")
+
+
+class _WorkerSeed:
+    """``worker_seed`` for ResampledShards with an explicit rank: ``rank * 1000 + worker``."""
+
+    def __init__(self, rank: int) -> None:
+        self.rank = rank
+
+    def __call__(self) -> int:
+        info = torch.utils.data.get_worker_info()
+        return self.rank * 1000 + (info.id if info else 0)
+
+
+class _FiniteShards:
+    """One pass over this rank's and worker's shards: ``urls[rank::world][worker::num_workers]``."""
+
+    def __init__(self, urls: list[str], ctx: _Context) -> None:
+        self.urls, self.ctx = urls, ctx
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        c = self.ctx
+        for url in self.urls[c.rank :: c.world][c.worker :: c.num_workers]:
+            yield {"url": url}
+
+
+# ---------------------------------------------------------------- stages
+class _Read:
+    def __init__(self, ctx: _Context) -> None:
+        self.ctx = ctx
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        def counted() -> Iterator[dict[str, Any]]:
+            for item in src:
+                yield item
+                self.ctx.shard_done()  # runs once the previous shard has been read through
+
+        return read_shards(counted(), self.ctx.counter)
+
+
+class _Expand:
+    """Raw segment sample -> a group of ``k`` :class:`RawView` (metadata problems are skipped)."""
+
+    def __init__(self, ctx: _Context, sampler: SegmentSampler, k: int) -> None:
+        self.ctx, self.sampler, self.k = ctx, sampler, k
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[list[RawView]]:
+        for sample in src:
+            url, key = sample.get("__url__", "?"), sample.get("__key__", "?")
+            if "json" not in sample:
+                self.ctx.counter.skip("no_json", url, key)
+                continue
+            try:
+                meta = SegmentMeta.from_json(sample["json"])
+            except (ValueError, TypeError, KeyError) as exn:
+                self.ctx.counter.skip("bad_json", url, key, str(exn).splitlines()[0][:200])
+                continue
+            if meta.length == 0:
+                self.ctx.counter.skip("bad_json", url, key, "segment has no timesteps")
+                continue
+            self.ctx.shards_since_output = 0
+            yield self.sampler.expand(meta, sample, self.k, self.ctx.rng)
+
+
+class _Shuffle:
+    """Buffer shuffle of groups (``size`` groups; 0 or 1 = keep order).
+
+    Output starts once the buffer holds ``size // 10`` groups; while it is not
+    full, two items are read per item given out (as ``wds.shuffle`` does), so
+    the first batch comes quickly and the buffer still fills up.
+    """
+
+    def __init__(self, ctx: _Context, size: int) -> None:
+        self.ctx, self.size = ctx, size
+
+    def __call__(self, src: Iterator[Any]) -> Iterator[Any]:
+        if self.size <= 1:
+            yield from src
+            return
+        rng, buf, initial = self.ctx.rng, [], max(1, self.size // 10)
+        src = iter(src)
+        for item in src:
+            buf.append(item)
+            if len(buf) < self.size:
+                buf.extend(itertools.islice(src, 1))
+            if len(buf) >= initial:
+                j = int(rng.integers(len(buf)))
+                buf[j], buf[-1] = buf[-1], buf[j]
+                yield buf.pop()
+        for j in rng.permutation(len(buf)):
+            yield buf[j]
+
+
+@dataclass
+class _Decoded:
+    view: RawView
+    frames: torch.Tensor  # uint8 [T, V, 3, S, S]
+    mask: torch.Tensor  # bool [T, V]
+
+
+class _Decode:
+    """Decode a group's frames once each, then crop/resize/augment every cell of every sample."""
+
+    def __init__(self, ctx: _Context, image_size: int, transform: FrameTransform, n_slots: int, n_cams: int) -> None:
+        self.ctx, self.size, self.transform = ctx, image_size, transform
+        self.shape = (n_slots, n_cams, 3, image_size, image_size)
+
+    def _decode_group(self, group: list[RawView]) -> dict:
+        cache: dict = {}
+        for view in group:
+            for ref, data in view.images.items():
+                if ref in cache:
+                    continue
+                try:
+                    cache[ref] = decode_jpeg(data, self.size)
+                except DecodeError as exn:
+                    cache[ref] = None
+                    field = f"f{ref[0]:03d}.{ref[1]}"
+                    self.ctx.counter.skip("corrupt_image", view.url, view.key, f"{field}: {exn}")
+        return cache
+
+    def __call__(self, src: Iterator[list[RawView]]) -> Iterator[list[_Decoded]]:
+        for group in src:
+            cache = self._decode_group(group)
+            out = []
+            for view in group:
+                if any(cache[ref] is None for ref in view.images):
+                    continue  # uses a corrupt image (counted above)
+                frames = torch.zeros(self.shape, dtype=torch.uint8)
+                mask = torch.zeros(self.shape[:2], dtype=torch.bool)
+                for t, row in enumerate(view.refs):
+                    for v, ref in enumerate(row):
+                        if ref is not None:
+                            frames[t, v] = self.transform(cache[ref], self.ctx.rng)
+                            mask[t, v] = True
+                out.append(_Decoded(view, frames, mask))
+            if out:
+                yield out
+
+
+class _Batch:
+    """Flatten groups into batches of ``batch_size`` contract dicts (the last partial one if ``partial``)."""
+
+    def __init__(self, ctx: _Context, plan: ViewPlan, batch_size: int, partial: bool, ego_fields: list[str]) -> None:
+        self.ctx, self.plan, self.batch_size, self.partial = ctx, plan, batch_size, partial
+        self.ego_fields = ego_fields
+
+    def __call__(self, src: Iterator[list[_Decoded]]) -> Iterator[dict[str, Any]]:
+        buf: list[_Decoded] = []
+        for group in src:
+            for item in group:
+                buf.append(item)
+                if len(buf) == self.batch_size:
+                    yield self.collate(buf)
+                    buf = []
+        if buf and self.partial:
+            yield self.collate(buf)
+
+    def collate(self, items: list[_Decoded]) -> dict[str, Any]:
+        T = len(self.plan.slots)
+        views = [it.view for it in items]
+        return {
+            "frames": torch.stack([it.frames for it in items]),
+            "mask": torch.stack([it.mask for it in items]),
+            "episode": torch.tensor([[episode_id(v.episode)] * T for v in views], dtype=torch.int64),
+            "frame_index": torch.tensor([v.frame_index for v in views], dtype=torch.int64),
+            "timestamp": torch.tensor([v.timestamp for v in views], dtype=torch.float64),
+            "dt": torch.tensor([v.dt for v in views], dtype=torch.float32),
+            "slots": list(self.plan.slots),
+            "cameras": list(self.plan.cameras),
+            "ego": {f: torch.tensor([v.ego[f] for v in views], dtype=torch.float32) for f in self.ego_fields},
+            "keys": [v.key for v in views],
+            "skipped": self.ctx.counter.take(),
+        }
+
+
+class _SegmentPipeline(wds.DataPipeline):
+    """A ``wds.DataPipeline`` that starts a new per-epoch generator before each pass."""
+
+    def __init__(self, ctx: _Context, *stages: Any) -> None:
+        super().__init__(*stages)
+        self.ctx = ctx
+
+    def iterator1(self):
+        self.ctx.begin()
+        return super().iterator1()
+
+
+# ---------------------------------------------------------------- data probe
+@dataclass
+class DataInfo:
+    """What the loader learns about the data at startup (manifest and first segments)."""
+
+    urls: list[str]
+    cameras: list[str]
+    segment_length: int
+    ego_fields: list[str]
+    first: SegmentMeta
+    where: str
+
+
+def _manifest_for(spec: Any, urls: list[str]) -> dict[str, Any]:
+    if isinstance(spec, (str, Path)) and Path(spec).is_dir():
+        return read_manifest(spec) or {}
+    if urls and "://" not in urls[0] and Path(urls[0]).parent.is_dir():
+        return read_manifest(Path(urls[0]).parent) or {}
+    return {}
+
+
+def probe_data(spec: Any, *, strict: bool = False, max_segments: int = 32) -> DataInfo:
+    """Resolve ``spec`` and read the manifest plus the first segments of the first readable shard."""
+    urls = resolve_shards(spec)
+    manifest = _manifest_for(spec, urls)
+    metas: list[SegmentMeta] = []
+    first_url = None
+    for sample in read_shards(({"url": u} for u in urls), SkipCounter(strict)):
+        if first_url is not None and sample["__url__"] != first_url:
+            break  # only the first readable shard
+        try:
+            metas.append(SegmentMeta.from_json(sample["json"]))
+        except (KeyError, ValueError, TypeError):
+            continue
+        first_url = sample["__url__"]
+        if len(metas) >= max_segments:
+            break
+    if not metas:
+        raise UsageError(f"no readable segment in {len(urls)} shard(s) of {spec}; is this ssltk episode-shard data?")
+    cameras = list(manifest.get("cameras") or dict.fromkeys(c for m in metas for c in m.cameras))
+    ego = list(manifest.get("ego_fields") or sorted({f for m in metas for f in m.ego}))
+    length = int(manifest.get("segment_length") or max(m.length for m in metas))
+    where = f" (segment_length {length} from {'the manifest' if manifest.get('segment_length') else 'the first segments'})"
+    return DataInfo(urls, cameras, length, ego, metas[0], where)
+
+
+# ---------------------------------------------------------------- loader
+def resolve_rank_world(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
+    """Explicit values, else env ``RANK``/``WORLD_SIZE``, else an initialised torch.distributed, else (0, 1)."""
+    if rank is None and world_size is None:
+        if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+            rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        elif torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        else:
+            rank, world_size = 0, 1
+    rank, world_size = int(rank or 0), int(world_size or 1)
+    if not 0 <= rank < world_size:
+        raise UsageError(f"rank {rank} is not in [0, world_size={world_size})")
+    return rank, world_size
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+class SegmentLoader:
+    """Iterable of contract batches; ``len()`` = ``steps_per_epoch`` for resampled training streams.
+
+    ``skipped``: bad-data counts summed over every batch delivered so far (all workers).
+    """
+
+    def __init__(self, loader: Any, *, plan: ViewPlan, info: DataInfo, steps_per_epoch: int | None, settings: dict) -> None:
+        self.loader, self.plan, self.info = loader, plan, info
+        self.steps_per_epoch = steps_per_epoch
+        self.settings = settings
+        self.skipped: Counter[str] = Counter({k: 0 for k in SKIP_KINDS})
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            for batch in self.loader:
+                for kind, n in batch.get("skipped", {}).items():
+                    self.skipped[kind] += n
+                yield batch
+        except BadDataError as exn:
+            raise clean_worker_error(exn) from None
+
+    def __len__(self) -> int:
+        if self.steps_per_epoch is None:
+            raise TypeError("a finite (resampled=False) loader has no fixed length")
+        return self.steps_per_epoch
+
+
+def _check_args(batch_size: int, image_size: int, k: int, steps: int | None, resampled: bool, workers: int) -> None:
+    for name, value in (("batch_size", batch_size), ("image_size", image_size), ("samples_per_segment", k)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise UsageError(f"{name} must be a positive int, got {value!r}")
+    if batch_size % k:
+        raise UsageError(f"batch_size {batch_size} must be a multiple of samples_per_segment {k} (whole segment groups per batch)")
+    if resampled and (steps is None or steps <= 0):
+        raise UsageError("steps_per_epoch (a positive int) is required for a resampled training stream")
+    if workers < 0:
+        raise UsageError(f"num_workers must be >= 0, got {workers}")
+
+
+def build_loader(
+    spec: Any,
+    plan: ViewPlan,
+    *,
+    batch_size: int,
+    image_size: int,
+    steps_per_epoch: int | None = None,
+    num_workers: int = 0,
+    seed: int = 0,
+    shuffle_buffer: int | None = None,
+    samples_per_segment: int = 1,
+    augment: AugmentConfig | bool | dict | None = None,
+    strict: bool = False,
+    resampled: bool = True,
+    rank: int | None = None,
+    world_size: int | None = None,
+    drop_last: bool | None = None,
+    prefetch_factor: int | None = None,
+    pin_memory: bool | None = None,
+) -> SegmentLoader:
+    """A loader of contract batches from episode-segment shards, laid out by ``plan``.
+
+    ``spec``: a shard folder, file, glob, brace pattern or list (``resolve_shards``).
+    ``resampled=True`` (training): endless resampled shards, exactly
+    ``steps_per_epoch`` batches per epoch on every rank. ``resampled=False``:
+    one pass over this rank's share, last partial batch kept unless ``drop_last``.
+    Defaults that depend on the mode: ``shuffle_buffer`` 1000 samples (training)
+    or 0, ``augment`` on (training) or off. ``rank``/``world_size`` default to
+    env ``RANK``/``WORLD_SIZE`` or torch.distributed. ``strict`` stops at the
+    first bad shard/sample with a one-line :class:`BadDataError`.
+    """
+    _check_args(batch_size, image_size, samples_per_segment, steps_per_epoch, resampled, num_workers)
+    info = probe_data(spec, strict=strict)
+    check_plan_fits(plan, info.first, cameras=info.cameras, segment_length=info.segment_length, where=info.where)
+    rank, world = resolve_rank_world(rank, world_size)
+    aug = AugmentConfig.coerce(augment, default=resampled)
+    buffer = (1000 if resampled else 0) if shuffle_buffer is None else int(shuffle_buffer)
+    partial = (not resampled) if drop_last is None else not drop_last
+
+    ctx = _Context(seed, rank, world, strict, resampled, len(info.urls))
+    if resampled:
+        source = wds.ResampledShards(info.urls, seed=int(seed), deterministic=True, worker_seed=_WorkerSeed(rank))
+    else:
+        source = _FiniteShards(info.urls, ctx)
+    k = samples_per_segment
+    sampler = SegmentSampler(plan, ego_fields=info.ego_fields)
+    pipe = _SegmentPipeline(
+        ctx,
+        source,
+        _Read(ctx),
+        _Expand(ctx, sampler, k),
+        _Shuffle(ctx, max(0, buffer) // k),
+        _Decode(ctx, image_size, FrameTransform(image_size, aug), len(plan.slots), len(plan.cameras)),
+        _Batch(ctx, plan, batch_size, partial, info.ego_fields),
+    )
+    workers = max(1, num_workers)
+    if resampled:
+        pipe = pipe.with_epoch(math.ceil(steps_per_epoch / workers))  # batches per worker
+    kw: dict[str, Any] = {}
+    if num_workers > 0:
+        kw.update(persistent_workers=True, prefetch_factor=prefetch_factor or 2)
+    pin = torch.cuda.is_available() if pin_memory is None else pin_memory
+    loader = wds.WebLoader(pipe, batch_size=None, num_workers=num_workers, collate_fn=_identity, pin_memory=pin, **kw)
+    if resampled:
+        loader = loader.with_epoch(steps_per_epoch)  # exactly this many per epoch on every rank
+    settings = {
+        "batch_size": batch_size, "image_size": image_size, "steps_per_epoch": steps_per_epoch,
+        "num_workers": num_workers, "seed": seed, "shuffle_buffer": buffer, "samples_per_segment": k,
+        "augment": aug.to_dict(), "strict": strict, "resampled": resampled, "rank": rank, "world_size": world,
+        "shards": len(info.urls),
+    }  # fmt: skip
+    return SegmentLoader(loader, plan=plan, info=info, steps_per_epoch=steps_per_epoch if resampled else None, settings=settings)

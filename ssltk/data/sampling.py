@@ -1,0 +1,192 @@
+"""Turn one episode segment into training samples, as a :class:`~ssltk.views.ViewPlan` asks.
+
+Works on raw bytes: it chooses the timesteps and cameras first and keeps only
+the image bytes those need, so the decoder later touches nothing else
+(``docs/views.md``).
+
+For each sample:
+
+1. every Δt slot draws its offset uniformly from its range (frames: an integer
+   number of stored timesteps; seconds: a real number, matched to the frame
+   whose timestamp is nearest, within half a frame interval);
+2. the anchor ``t`` is drawn uniformly among the timesteps whose partners all
+   fall inside the segment;
+3. if no anchor can hold every partner (a segment shorter than the drawn Δt,
+   or a gap in the timestamps), ``t`` is drawn uniformly from the whole segment
+   and each partner that does not fit is *invalid*: ``mask`` False, frames
+   zero, ``frame_index`` -1, ``timestamp`` and ``dt`` NaN. A partner is never
+   replaced by another frame.
+
+A frame the data lacks (listed in the segment's ``missing``, a camera the
+segment does not have, or a field absent from the sample) is masked False.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ssltk.data.format import SegmentMeta
+from ssltk.errors import UnknownNameError, UsageError
+from ssltk.views import DeltaRange, ViewPlan
+
+__all__ = ["SegmentSampler", "RawView", "check_plan_fits", "frame_interval"]
+
+FrameRef = tuple[int, str]  # (local timestep, camera)
+
+
+@dataclass
+class RawView:
+    """One sample before decoding: which frame fills each ``[slot][camera]`` cell, and its bytes."""
+
+    key: str
+    url: str
+    episode: str
+    refs: list[list[FrameRef | None]]  # [T][V]; None = masked
+    images: dict[FrameRef, bytes]  # bytes of every ref that is not None (decoded once each)
+    frame_index: list[int]  # [T]
+    timestamp: list[float]  # [T]
+    dt: list[float]  # [T]
+    ego: dict[str, list[float]]  # field -> [T] (NaN unknown)
+
+
+def frame_interval(meta: SegmentMeta) -> float | None:
+    """Typical seconds between timesteps: median timestamp difference, else ``1 / fps``."""
+    if meta.length >= 2:
+        diffs = np.diff(np.asarray(meta.timestamps, dtype=np.float64))
+        diffs = diffs[diffs > 0]
+        if diffs.size:
+            return float(np.median(diffs))
+    return 1.0 / meta.fps if meta.fps else None
+
+
+def _max_offset(delta: DeltaRange, meta: SegmentMeta) -> int:
+    if delta.unit == "frames":
+        return int(delta.hi)
+    step = frame_interval(meta)
+    if step is None:
+        raise UsageError(f"Δt {delta.label} is in seconds but segment {meta.episode}/{meta.start} has no fps or timestamps")
+    return int(math.floor(delta.hi / step + 0.5))
+
+
+def check_plan_fits(
+    plan: ViewPlan,
+    meta: SegmentMeta,
+    *,
+    cameras: Sequence[str] | None = None,
+    segment_length: int | None = None,
+    where: str = "",
+) -> None:
+    """Raise a clear error at startup if the data cannot serve ``plan``.
+
+    * every plan camera must be one of the data's ``cameras`` (default ``meta.cameras``);
+    * every Δt must fit in a stored segment: ``max Δt <= segment_length - 1``
+      (default ``meta.length``); Δt in seconds is converted with ``meta``'s frame interval.
+    """
+    data_cameras = list(cameras if cameras is not None else meta.cameras)
+    for cam in plan.cameras:
+        if cam not in data_cameras:
+            raise UnknownNameError("camera", cam, data_cameras, "cameras in the data")
+    length = segment_length or meta.length
+    for delta in plan.deltas:
+        if delta is None:
+            continue
+        need = _max_offset(delta, meta)
+        if need > length - 1:
+            unit = "" if delta.unit == "frames" else f" (= {need} timesteps at {1 / frame_interval(meta):g} fps)"
+            raise UsageError(
+                f"Δt {delta.label}{unit} needs segments of at least {need + 1} timesteps, but the data's segments have "
+                f"{length}{where}; re-pack the shards with longer segments (or more overlap) or ask for a smaller Δt"
+            )
+
+
+class SegmentSampler:
+    """Draws ``(anchor, partners)`` timesteps from segments and gathers their raw frames.
+
+    ``ego_fields``: the ego keys every sample carries (NaN where a segment lacks
+    a field or a value), so all samples of a batch share one layout.
+    """
+
+    def __init__(self, plan: ViewPlan, ego_fields: Sequence[str] = ()) -> None:
+        self.plan = plan
+        self.cameras = list(plan.cameras)
+        self.ego_fields = list(ego_fields)
+        self.delta_slots = [(i, d) for i, d in enumerate(plan.deltas) if d is not None]
+
+    # -- timesteps ---------------------------------------------------------
+    def _partners(self, delta: DeltaRange, ts: np.ndarray, step: float | None, rng: np.random.Generator) -> np.ndarray:
+        """Partner timestep of every anchor for one drawn Δt (-1 where none fits)."""
+        n = ts.size
+        anchors = np.arange(n)
+        if delta.unit == "frames":
+            d = int(rng.integers(int(delta.lo), int(delta.hi) + 1))
+            partner = anchors + d
+            partner[partner >= n] = -1
+            return partner
+        d = float(rng.uniform(delta.lo, delta.hi))
+        if step is None or n < 2:
+            return np.full(n, -1)
+        target = ts + d
+        hi = np.clip(np.searchsorted(ts, target), 1, n - 1)
+        lo = hi - 1
+        partner = np.where(np.abs(ts[lo] - target) <= np.abs(ts[hi] - target), lo, hi)
+        ok = (partner > anchors) & (np.abs(ts[partner] - target) <= 0.5 * step + 1e-6)
+        return np.where(ok, partner, -1)
+
+    def draw(self, meta: SegmentMeta, rng: np.random.Generator) -> list[int | None]:
+        """Local timestep per plan slot (``None`` = the partner does not fit)."""
+        ts = np.asarray(meta.timestamps, dtype=np.float64)
+        step = frame_interval(meta) if any(d.unit == "seconds" for _, d in self.delta_slots) else None
+        partners = [self._partners(d, ts, step, rng) for _, d in self.delta_slots]
+        ok = np.ones(meta.length, dtype=bool)
+        for p in partners:
+            ok &= p >= 0
+        candidates = np.flatnonzero(ok)
+        t = int(rng.choice(candidates)) if candidates.size else int(rng.integers(meta.length))
+        steps: list[int | None] = [t] * len(self.plan.slots)
+        for (slot, _), p in zip(self.delta_slots, partners):
+            steps[slot] = int(p[t]) if p[t] >= 0 else None
+        return steps
+
+    # -- frames ------------------------------------------------------------
+    def gather(self, meta: SegmentMeta, sample: Mapping[str, Any], steps: list[int | None]) -> RawView:
+        """The :class:`RawView` for ``steps``: refs, raw bytes, indices, times and ego values."""
+        refs: list[list[FrameRef | None]] = []
+        images: dict[FrameRef, bytes] = {}
+        for i in steps:
+            row: list[FrameRef | None] = []
+            for cam in self.cameras:
+                data = sample.get(f"f{i:03d}.{cam}.{meta.ext}") if i is not None and meta.has_frame(i, cam) else None
+                if data is None:
+                    row.append(None)
+                else:
+                    images[(i, cam)] = data
+                    row.append((i, cam))
+            refs.append(row)
+        t0 = steps[0]
+        nan = float("nan")
+        return RawView(
+            key=sample.get("__key__", ""),
+            url=sample.get("__url__", ""),
+            episode=meta.episode,
+            refs=refs,
+            images=images,
+            frame_index=[int(meta.frames[i]) if i is not None else -1 for i in steps],
+            timestamp=[float(meta.timestamps[i]) if i is not None else nan for i in steps],
+            dt=[float(meta.timestamps[i] - meta.timestamps[t0]) if i is not None else nan for i in steps],
+            ego={f: [_ego_value(meta, f, i) for i in steps] for f in self.ego_fields},
+        )
+
+    def expand(self, meta: SegmentMeta, sample: Mapping[str, Any], k: int, rng: np.random.Generator) -> list[RawView]:
+        """``k`` independent samples from one segment."""
+        return [self.gather(meta, sample, self.draw(meta, rng)) for _ in range(k)]
+
+
+def _ego_value(meta: SegmentMeta, name: str, i: int | None) -> float:
+    values = meta.ego.get(name)
+    if i is None or values is None or i >= len(values) or values[i] is None:
+        return float("nan")
+    return float(values[i])
