@@ -187,6 +187,9 @@ def check_objective(
         if p.requires_grad and p.grad is None:
             _fail(f"{who}: parameter {name!r} gets no gradient")
     holes = fake_batch_for(obj, batch_size, cameras, seed=seed + 1, missing=missing)
+    if holes["mask"].all():  # make sure at least one frame is missing
+        holes["mask"][-1, -1, -1] = False
+        holes["frames"][-1, -1, -1] = 0
     case = f"{missing:.0%} of frames missing"
     ref, _ = _run(obj, holes, embed_dim, seed + 1, who, case)
     noisy, leaf = _run(obj, holes, embed_dim, seed + 1, who, case + ", noise in masked entries", zero_masked=False)
