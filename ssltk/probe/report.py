@@ -1,0 +1,135 @@
+"""Show and save probe results: a rich table, ``probe.json`` and a PNG chart."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+LABELS = {"bundle": "this bundle", "random_init": "random init", "raw_pixels": "raw pixels"}
+
+
+def column_label(name: str) -> str:
+    return LABELS.get(name, name.removeprefix("compare:"))
+
+
+def _fmt(metric: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if metric == "mean rank":
+        return f"{value:.1f}"
+    if metric == "ADE (m)":
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def format_cell(metric: str, summary: dict[str, float | None], n_seeds: int) -> str:
+    """``mean ±std`` (just the mean for one seed)."""
+    if summary["mean"] is None:
+        return "–"
+    if n_seeds < 2:
+        return _fmt(metric, summary["mean"])
+    return f"{_fmt(metric, summary['mean'])} ±{_fmt(metric, summary['std'])}"
+
+
+def _delta_cell(row: dict[str, Any]) -> str:
+    d = row["delta_vs_random_init"]
+    if d is None:
+        return "–"
+    text = f"{'+' if d >= 0 else ''}{_fmt(row['metric'], d)}"
+    if row["within_noise"]:
+        return f"[yellow]{text} (within seed spread)[/]"
+    better = (d > 0) == row["higher_is_better"] and d != 0
+    return f"[green]{text}[/]" if better else f"[red]{text}[/]"
+
+
+def render_table(result: dict[str, Any]) -> Table:
+    """One line per (probe, metric): every column's mean ± std over seeds, and the gain over random init."""
+    seeds = result["seeds"]
+    table = Table(
+        title=f"ssltk probe: {Path(result['bundle']['path']).name}",
+        caption=f"mean ±std over seeds {', '.join(map(str, seeds))}; "
+        f"{result['data']['anchor_frames']} {result['data']['anchor_camera']} frames from "
+        f"{result['data']['episodes_used']} episodes; ↑ higher is better, ↓ lower",
+    )
+    table.add_column("probe")
+    table.add_column("metric")
+    for col in result["columns"]:
+        table.add_column(column_label(col), justify="right")
+    table.add_column("Δ vs random init", justify="right")
+    table.add_column("note", overflow="fold")
+    for row in result["rows"]:
+        arrow = "↑" if row["higher_is_better"] else "↓"
+        cells = [format_cell(row["metric"], row["summary"][c], len(seeds)) for c in result["columns"]]
+        note = f"[dim]{row['note']}[/]" if row["not_observable"] else row["note"]
+        table.add_row(row["probe"], f"{row['metric']} {arrow}", *cells, _delta_cell(row), note)
+    return table
+
+
+def skipped_lines(result: dict[str, Any]) -> list[str]:
+    return [f"{s['probe']}: {s['reason']}" for s in result.get("skipped", [])]
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> Path:
+    """Write ``result`` as JSON (atomically: a temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(result, indent=2, allow_nan=False, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_chart(result: dict[str, Any], path: str | Path) -> Path:
+    """Bar charts (matplotlib, Agg): R² per target, retrieval top-1, waypoint ADE; error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("R² (regression, probe-test)", [r for r in result["rows"] if r["metric"] == "R²"]),
+        ("top-1 (retrieval)", [r for r in result["rows"] if r["metric"] == "top-1"]),
+        ("waypoint ADE, m (lower is better)", [r for r in result["rows"] if r["metric"] == "ADE (m)"]),
+    ]
+    panels = [p for p in panels if p[1]]
+    widths = [max(2, len(rows)) for _, rows in panels] or [1]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(2.2 + 0.9 * sum(widths), 4.2),
+                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    cols = result["columns"]
+    for ax, (title, rows) in zip(axes[0], panels):
+        _bars(ax, rows, cols)
+        ax.set_title(title, fontsize=10)
+        if not title.startswith("waypoint"):  # R² and top-1 live in [.., 1]; very negative R² is clipped
+            ax.set_ylim(max(-0.5, min(0.0, ax.get_ylim()[0])), 1.05)
+    if panels:
+        axes[0][0].legend([column_label(c) for c in cols], fontsize=8, loc="best")
+    fig.suptitle(f"ssltk probe: {Path(result['bundle']['path']).name}", fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _bars(ax, rows: list[dict[str, Any]], cols: list[str]) -> None:
+    import numpy as np
+
+    n = len(cols)
+    width = 0.8 / n
+    x = np.arange(len(rows))
+    for i, col in enumerate(cols):
+        means = [r["summary"][col]["mean"] for r in rows]
+        stds = [r["summary"][col]["std"] or 0.0 for r in rows]
+        vals = [np.nan if m is None else m for m in means]
+        ax.bar(x + (i - (n - 1) / 2) * width, vals, width, yerr=stds, capsize=2)
+    ax.set_xticks(x)
+    ax.set_xticklabels([r["probe"].replace("cross-camera ", "") for r in rows], rotation=35, ha="right", fontsize=8)
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    for j, r in enumerate(rows):
+        if r["not_observable"]:
+            ax.annotate("n/o", (j, 0), ha="center", va="bottom", fontsize=7, color="grey")
