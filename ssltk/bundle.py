@@ -543,6 +543,15 @@ def _preprocess(inp: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _data_summary(data: dict[str, Any]) -> dict[str, Any] | None:
+    if not data:
+        return None
+    summary = {k: data.get(k) for k in ("spec", "num_shards", "segments", "checksum")}
+    if summary["num_shards"] is None and isinstance(data.get("shards"), list):
+        summary["num_shards"] = len(data["shards"])
+    return summary
+
+
 def inspect_bundle(path: str | Path) -> dict[str, Any]:
     """A readable summary of the bundle at ``path`` (what ``ssltk bundle inspect --json`` prints)."""
     path = Path(path)
@@ -562,7 +571,7 @@ def inspect_bundle(path: str | Path) -> dict[str, Any]:
         "heads": m.get("heads"),
         "objectives": m.get("objectives"),
         "views": m.get("views"),
-        "data": {k: data.get(k) for k in ("spec", "num_shards", "segments", "checksum")} if data else None,
+        "data": _data_summary(data),
         "seed": m.get("seed"),
         "steps": m.get("steps"),
         "world_size": m.get("world_size"),
