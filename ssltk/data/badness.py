@@ -29,6 +29,7 @@ naming the kind, the shard and the sample key.
 from __future__ import annotations
 
 import logging
+import os
 import tarfile
 from collections import Counter
 from typing import Any, Iterable, Iterator
@@ -115,12 +116,34 @@ def _detail(exn: BaseException) -> str:
     return text.split(" @ <")[0]
 
 
+def tar_looks_cut(url: str) -> bool:
+    """True for a local ``.tar`` that lacks the end-of-archive marker (two zero blocks at the end).
+
+    Python's tar reader treats a file cut at a member header as a normal end
+    of archive, so this check is what notices such a truncation. Remote URLs
+    and compressed tars are not checked.
+    """
+    if "://" in url or url.startswith("pipe:") or not url.endswith(".tar"):
+        return False
+    try:
+        size = os.path.getsize(url)
+        if size == 0:
+            return False  # reported as empty_shard
+        if size % 512:
+            return True
+        with open(url, "rb") as f:
+            f.seek(max(0, size - 1024))
+            return f.read(1024).strip(b"\0") != b""
+    except OSError:
+        return False
+
+
 def read_shards(urls: Iterable[dict[str, Any]], counter: SkipCounter) -> Iterator[dict[str, Any]]:
     """Stage: ``{"url": ...}`` dicts -> raw WebDataset samples, counting shard-level problems once per shard.
 
-    Uses webdataset's own tar reader per shard with a recording handler. A sample
-    that arrives after the shard failed (the partial one at a truncation) is
-    dropped as part of that ``truncated_tar`` case when it lacks its metadata.
+    Uses webdataset's own tar reader per shard with a recording handler. In a
+    truncated shard, the last sample (cut short, so without its ``json``) is
+    dropped as part of that one ``truncated_tar`` case.
     """
     from webdataset.tariterators import tarfile_samples
 
@@ -132,15 +155,21 @@ def read_shards(urls: Iterable[dict[str, Any]], counter: SkipCounter) -> Iterato
             errors.append(exn)
             return True
 
-        n, last_key = 0, ""
+        cut = tar_looks_cut(url)
+        n, last_key, held = 0, "", None
         for sample in tarfile_samples(iter([{"url": url}]), handler=record):
-            if errors and "json" not in sample:
-                break
-            n += 1
-            last_key = sample.get("__key__", "")
-            yield sample
+            if held is not None:  # one-sample lag: the last sample is judged once the shard ends
+                n, last_key = n + 1, held.get("__key__", "")
+                yield held
+            held = sample
+        if held is not None and not ((errors or cut) and "json" not in held):
+            n, last_key = n + 1, held.get("__key__", "")
+            yield held
+        after = f"after {last_key}" if last_key else ""
         if errors:
-            counter.skip(classify_shard_error(errors[0], n), url, last_key and f"after {last_key}", _detail(errors[0]))
+            counter.skip(classify_shard_error(errors[0], n), url, after, _detail(errors[0]))
+        elif cut:
+            counter.skip("truncated_tar", url, after, "no end-of-archive marker")
         elif n == 0:
             counter.skip("empty_shard", url, "", "no samples")
 

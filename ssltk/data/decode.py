@@ -3,7 +3,7 @@
 simplejpeg (libjpeg-turbo) is the fastest CPU decoder measured for this
 project (``benchmarks/bench_pipeline.py --decoders`` compares it with
 torchvision.io and PIL), and it can downscale in the DCT domain: asked for a
-shorter side of at least ``size`` pixels it decodes at 1/2, 1/4 or 1/8 scale
+shorter side of at least ``size`` pixels it decodes at a reduced M/8 scale (7/8 ... 1/8)
 when that is still big enough, which is much cheaper than a full decode
 followed by a resize. PNG (and anything that is not a JPEG) goes through PIL.
 
@@ -13,6 +13,7 @@ The other backends stay here so the benchmark and the tests can compare them.
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -50,7 +51,9 @@ def _decode_torchvision(data: bytes, size: int | None) -> torch.Tensor:
     from torchvision.io import decode_jpeg as tv_decode
 
     try:
-        return tv_decode(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to torchcodec
+            return tv_decode(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except RuntimeError as exn:
         raise DecodeError(f"corrupt JPEG ({str(exn).splitlines()[0]})") from None
 
@@ -62,7 +65,7 @@ def _decode_pil(data: bytes, size: int | None) -> torch.Tensor:
         img = Image.open(io.BytesIO(data))
         if size and img.format == "JPEG":
             img.draft("RGB", (int(size), int(size)))  # DCT-domain downscale, as simplejpeg's min_* does
-        arr = np.asarray(img.convert("RGB"))
+        arr = np.array(img.convert("RGB"))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exn:
         raise DecodeError(f"corrupt image ({type(exn).__name__}: {exn})") from None
     return _to_chw(arr)
@@ -78,7 +81,7 @@ DECODERS: dict[str, Callable[[bytes, int | None], torch.Tensor]] = {
 def decode_jpeg(data: bytes, size: int | None = None) -> torch.Tensor:
     """Decode image bytes to a uint8 ``[3, H, W]`` tensor (RGB; grey images are expanded).
 
-    With ``size``, a JPEG may come back downscaled by 1/2, 1/4 or 1/8 in the DCT
+    With ``size``, a JPEG may come back downscaled by M/8 (M = 1..7) in the DCT
     domain, but never with a side shorter than ``size`` (unless the stored image
     is already smaller). Non-JPEG data (PNG) is decoded by PIL at full size.
     Raises :class:`DecodeError` for bytes that are not a readable image.

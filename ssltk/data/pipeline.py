@@ -46,6 +46,9 @@ from ssltk.views import ViewPlan
 __all__ = ["build_loader", "SegmentLoader", "DataInfo", "probe_data", "resolve_rank_world"]
 
 
+COUNTS_ONLY = "__counts_only__"  # marks the end-of-stream record that carries only skip counts
+
+
 # ---------------------------------------------------------------- context
 class _Context:
     """State shared by the stages of one pipeline: seeds, rank, and the per-epoch generator."""
@@ -87,10 +90,11 @@ class _WorkerSeed:
         return self.rank * 1000 + (info.id if info else 0)
 
 
-class _FiniteShards:
+class _FiniteShards(torch.utils.data.IterableDataset):
     """One pass over this rank's and worker's shards: ``urls[rank::world][worker::num_workers]``."""
 
     def __init__(self, urls: list[str], ctx: _Context) -> None:
+        super().__init__()
         self.urls, self.ctx = urls, ctx
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -133,7 +137,6 @@ class _Expand:
             if meta.length == 0:
                 self.ctx.counter.skip("bad_json", url, key, "segment has no timesteps")
                 continue
-            self.ctx.shards_since_output = 0
             yield self.sampler.expand(meta, sample, self.k, self.ctx.rng)
 
 
@@ -210,6 +213,7 @@ class _Decode:
                             mask[t, v] = True
                 out.append(_Decoded(view, frames, mask))
             if out:
+                self.ctx.shards_since_output = 0
                 yield out
 
 
@@ -230,6 +234,9 @@ class _Batch:
                     buf = []
         if buf and self.partial:
             yield self.collate(buf)
+        pending = self.ctx.counter.take()
+        if any(pending.values()):  # skips after this worker's last batch: a counts-only record
+            yield {COUNTS_ONLY: True, "skipped": pending}
 
     def collate(self, items: list[_Decoded]) -> dict[str, Any]:
         T = len(self.plan.slots)
@@ -344,7 +351,8 @@ class SegmentLoader:
             for batch in self.loader:
                 for kind, n in batch.get("skipped", {}).items():
                     self.skipped[kind] += n
-                yield batch
+                if not batch.get(COUNTS_ONLY):
+                    yield batch
         except BadDataError as exn:
             raise clean_worker_error(exn) from None
 

@@ -13,9 +13,10 @@ For each sample:
    fall inside the segment;
 3. if no anchor can hold every partner (a segment shorter than the drawn Δt,
    or a gap in the timestamps), ``t`` is drawn uniformly from the whole segment
-   and each partner that does not fit is *invalid*: ``mask`` False, frames
-   zero, ``frame_index`` -1, ``timestamp`` and ``dt`` NaN. A partner is never
-   replaced by another frame.
+   and each partner that does not fit is *invalid*: ``mask`` False and frames
+   zero, while ``frame_index``, ``timestamp`` and ``dt`` hold the *intended*
+   partner (anchor + the drawn Δt), finite values that no objective should use
+   without the mask. A partner is never replaced by another frame.
 
 A frame the data lacks (listed in the segment's ``missing``, a camera the
 segment does not have, or a field absent from the sample) is masked False.
@@ -117,43 +118,62 @@ class SegmentSampler:
         self.delta_slots = [(i, d) for i, d in enumerate(plan.deltas) if d is not None]
 
     # -- timesteps ---------------------------------------------------------
-    def _partners(self, delta: DeltaRange, ts: np.ndarray, step: float | None, rng: np.random.Generator) -> np.ndarray:
-        """Partner timestep of every anchor for one drawn Δt (-1 where none fits)."""
+    def _partners(
+        self, delta: DeltaRange, ts: np.ndarray, step: float | None, rng: np.random.Generator
+    ) -> tuple[np.ndarray, tuple[int, float]]:
+        """Draw Δt; return every anchor's partner timestep (-1 where none fits) and Δt as (frames, seconds)."""
         n = ts.size
         anchors = np.arange(n)
         if delta.unit == "frames":
             d = int(rng.integers(int(delta.lo), int(delta.hi) + 1))
             partner = anchors + d
             partner[partner >= n] = -1
-            return partner
+            return partner, (d, d * (step or 0.0))
         d = float(rng.uniform(delta.lo, delta.hi))
+        intended = (int(round(d / step)) if step else 0, d)
         if step is None or n < 2:
-            return np.full(n, -1)
+            return np.full(n, -1), intended
         target = ts + d
         hi = np.clip(np.searchsorted(ts, target), 1, n - 1)
         lo = hi - 1
         partner = np.where(np.abs(ts[lo] - target) <= np.abs(ts[hi] - target), lo, hi)
         ok = (partner > anchors) & (np.abs(ts[partner] - target) <= 0.5 * step + 1e-6)
-        return np.where(ok, partner, -1)
+        return np.where(ok, partner, -1), intended
 
-    def draw(self, meta: SegmentMeta, rng: np.random.Generator) -> list[int | None]:
-        """Local timestep per plan slot (``None`` = the partner does not fit)."""
+    def draw_offsets(self, meta: SegmentMeta, rng: np.random.Generator) -> tuple[list[int | None], list[tuple[int, float]]]:
+        """Local timestep per plan slot (``None`` = the partner does not fit) and each slot's drawn Δt."""
         ts = np.asarray(meta.timestamps, dtype=np.float64)
-        step = frame_interval(meta) if any(d.unit == "seconds" for _, d in self.delta_slots) else None
-        partners = [self._partners(d, ts, step, rng) for _, d in self.delta_slots]
+        step = frame_interval(meta)
+        drawn = [self._partners(d, ts, step, rng) for _, d in self.delta_slots]
         ok = np.ones(meta.length, dtype=bool)
-        for p in partners:
+        for p, _ in drawn:
             ok &= p >= 0
         candidates = np.flatnonzero(ok)
         t = int(rng.choice(candidates)) if candidates.size else int(rng.integers(meta.length))
         steps: list[int | None] = [t] * len(self.plan.slots)
-        for (slot, _), p in zip(self.delta_slots, partners):
+        offsets: list[tuple[int, float]] = [(0, 0.0)] * len(self.plan.slots)
+        for (slot, _), (p, intended) in zip(self.delta_slots, drawn):
             steps[slot] = int(p[t]) if p[t] >= 0 else None
-        return steps
+            offsets[slot] = intended
+        return steps, offsets
+
+    def draw(self, meta: SegmentMeta, rng: np.random.Generator) -> list[int | None]:
+        """Local timestep per plan slot (``None`` = the partner does not fit)."""
+        return self.draw_offsets(meta, rng)[0]
 
     # -- frames ------------------------------------------------------------
-    def gather(self, meta: SegmentMeta, sample: Mapping[str, Any], steps: list[int | None]) -> RawView:
-        """The :class:`RawView` for ``steps``: refs, raw bytes, indices, times and ego values."""
+    def gather(
+        self,
+        meta: SegmentMeta,
+        sample: Mapping[str, Any],
+        steps: list[int | None],
+        offsets: Sequence[tuple[int, float]] | None = None,
+    ) -> RawView:
+        """The :class:`RawView` for ``steps``: refs, raw bytes, indices, times and ego values.
+
+        ``offsets`` (drawn Δt per slot, frames and seconds) fill the indices and
+        times of slots whose partner does not fit (``steps[i] is None``).
+        """
         refs: list[list[FrameRef | None]] = []
         images: dict[FrameRef, bytes] = {}
         for i in steps:
@@ -167,22 +187,24 @@ class SegmentSampler:
                     row.append((i, cam))
             refs.append(row)
         t0 = steps[0]
-        nan = float("nan")
+        f0, ts0 = int(meta.frames[t0]), float(meta.timestamps[t0])
+        offsets = offsets or [(0, 0.0)] * len(steps)
+        dt = [float(meta.timestamps[i]) - ts0 if i is not None else float(off[1]) for i, off in zip(steps, offsets)]
         return RawView(
             key=sample.get("__key__", ""),
             url=sample.get("__url__", ""),
             episode=meta.episode,
             refs=refs,
             images=images,
-            frame_index=[int(meta.frames[i]) if i is not None else -1 for i in steps],
-            timestamp=[float(meta.timestamps[i]) if i is not None else nan for i in steps],
-            dt=[float(meta.timestamps[i] - meta.timestamps[t0]) if i is not None else nan for i in steps],
+            frame_index=[int(meta.frames[i]) if i is not None else f0 + off[0] for i, off in zip(steps, offsets)],
+            timestamp=[ts0 + d for d in dt],
+            dt=dt,
             ego={f: [_ego_value(meta, f, i) for i in steps] for f in self.ego_fields},
         )
 
     def expand(self, meta: SegmentMeta, sample: Mapping[str, Any], k: int, rng: np.random.Generator) -> list[RawView]:
         """``k`` independent samples from one segment."""
-        return [self.gather(meta, sample, self.draw(meta, rng)) for _ in range(k)]
+        return [self.gather(meta, sample, *self.draw_offsets(meta, rng)) for _ in range(k)]
 
 
 def _ego_value(meta: SegmentMeta, name: str, i: int | None) -> float:
