@@ -90,6 +90,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise UsageError(f"{where} must be an integer, got {value!r}")
         return out
     if tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # YAML reads `dt: 4` as a number
         if not isinstance(value, str):
             raise UsageError(f"{where} must be text, got {value!r}")
         return value

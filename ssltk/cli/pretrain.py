@@ -43,25 +43,32 @@ def run_pretrain(cfg: TrainConfig, registry, *, resume: bool, overwrite: bool, s
     from ssltk.train.loop import pretrain
 
     columns = [
-        TextColumn("[bold]pretrain"),
-        BarColumn(),
+        TextColumn("[bold]step"),
         MofNCompleteColumn(),
+        BarColumn(bar_width=20),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=console, disable=not show_progress, transient=False) as bar:
-        task = bar.add_task("train", total=cfg.steps, info="starting")
+    bar = Progress(*columns, console=console, disable=not show_progress)
+    task = None
 
-        def on_step(step: int, total: int, row: dict) -> None:
-            info = ""
-            if row:
-                losses = " ".join(f"{k[5:]}={v:.3f}" for k, v in row.items() if k.startswith("loss/"))
-                info = f"loss={row['loss']:.3f} {losses} lr={row['lr']:.2e} {row['samples_per_s']:.0f} samples/s"
-            bar.update(task, completed=step, info=info)
+    def on_step(step: int, total: int, row: dict) -> None:
+        nonlocal task
+        if task is None:  # started on the first step: setup errors print without a bar
+            bar.start()
+            task = bar.add_task("train", total=total, info="")
+        info = ""
+        if row:
+            losses = " ".join(f"{k[5:]} {v:.3f}" for k, v in row.items() if k.startswith("loss/"))
+            info = f"loss {row['loss']:.3f} ({losses}) lr {row['lr']:.1e} {row['samples_per_s']:.0f}/s"
+        bar.update(task, completed=step, info=info)
 
+    try:
         return pretrain(cfg, registry=registry, resume=resume, overwrite=overwrite, progress=on_step)
+    finally:
+        bar.stop()
 
 
 def summary_panel(result) -> Panel:
@@ -71,7 +78,7 @@ def summary_panel(result) -> Panel:
     table.add_row("throughput", f"{result.samples_per_s:.1f} samples/s")
     for k, v in result.final.items():
         table.add_row(k, f"{v:.4f}")
-    table.add_row("skipped samples", ", ".join(f"{k}={v}" for k, v in result.skipped.items()) or "none")
+    table.add_row("skipped samples", ", ".join(f"{k}={v}" for k, v in result.skipped.items() if v) or "none")
     return Panel(table, title="pretraining finished", expand=False)
 
 

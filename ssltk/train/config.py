@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
+from ssltk.data.augment import AugmentConfig
 from ssltk.errors import UnknownNameError, UsageError
 from ssltk.objectives import _coerce
 
@@ -28,20 +29,6 @@ class ObjectiveSpec:
     name: str
     weight: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class AugmentSpec:
-    """Augmentations applied independently to every view (see docs/views.md)."""
-
-    enabled: bool = True
-    crop_scale: tuple[float, ...] = (0.6, 1.0)
-    brightness: float = 0.3
-    contrast: float = 0.3
-    saturation: float = 0.3
-    hue: float = 0.05
-    grayscale_p: float = 0.1
-    blur_p: float = 0.1
 
 
 @dataclass
@@ -74,16 +61,23 @@ class TrainConfig:
     num_workers: int = 1
     samples_per_segment: int = 4
     shuffle_buffer: int = 256
-    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     log_every: int = 10
     checkpoint_every: int = 100
     tensorboard: bool = False
     strict_data: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["augment"]["crop_scale"] = list(self.augment.crop_scale)
-        return d
+        """Plain data (lists, not tuples) for YAML and JSON."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _field_names(cls: type) -> list[str]:

@@ -10,7 +10,6 @@ boundaries so a resumed run sees exactly the batches an uninterrupted run sees.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from typing import Any
 
 import torch
 
+from ssltk.data.pipeline import DataInfo, build_loader, probe_data
+from ssltk.data.sampling import check_plan_fits
 from ssltk.errors import SsltkError, UsageError
 from ssltk.registry import Registry
 from ssltk.train.config import TrainConfig
@@ -35,15 +36,6 @@ class TrainingDiverged(SsltkError):
 
 
 @dataclass
-class DataInfo:
-    shards: list[str]
-    cameras: list[str]
-    segment_length: int
-    fps: float | None
-    checksum: str
-
-
-@dataclass
 class RunResult:
     """What ``pretrain`` returns (and the CLI summarises)."""
 
@@ -53,29 +45,6 @@ class RunResult:
     skipped: dict[str, int] = field(default_factory=dict)
     samples_per_s: float = 0.0
     plan: dict[str, Any] = field(default_factory=dict)
-
-
-def describe_data(spec: str) -> DataInfo:
-    """Shard list, cameras, segment length and fps, from the manifest or the first segment."""
-    from ssltk.data.format import iter_segments, read_manifest, resolve_shards
-
-    shards = resolve_shards(spec)
-    h = hashlib.sha256()
-    for s in shards:
-        h.update(s.encode())
-    manifest = read_manifest(Path(shards[0]).parent) if "://" not in shards[0] else None
-    if manifest is not None:
-        for s in manifest.get("shards", []):
-            h.update(str(s.get("sha256", "")).encode())
-    try:
-        _, meta, _ = next(iter_segments(shards[:1]))
-    except StopIteration:
-        raise UsageError(f"the first shard {shards[0]} holds no segments") from None
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"cannot read {shards[0]}: {exc}") from None
-    cameras = (manifest or {}).get("cameras") or meta.cameras
-    seg_len = int((manifest or {}).get("segment_length") or meta.length)
-    return DataInfo(shards, list(cameras), seg_len, meta.fps, h.hexdigest())
 
 
 def _chunk_seed(seed: int, chunk: int, rank: int) -> int:
@@ -93,17 +62,7 @@ def build_run(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo)
         objectives[spec.name] = entry.obj.from_options(backbone.num_features, **spec.options)
         weights[spec.name] = spec.weight
     plan = ViewPlan.build({n: o.views() for n, o in objectives.items()}, data.cameras, cfg.anchor_camera)
-    for d in plan.deltas:
-        if d is None:
-            continue
-        if d.unit == "seconds" and not data.fps:
-            continue  # checked per segment from timestamps
-        need = d.max_frames(data.fps or 1.0)
-        if need > data.segment_length - 1:
-            raise UsageError(
-                f"Δt {d.label} reaches {need} frames but the stored segments hold {data.segment_length} frames; "
-                f"use a shorter Δt or re-pack with a longer --segment-length"
-            )
+    check_plan_fits(plan, data.first, cameras=data.cameras, segment_length=data.segment_length, where=data.where)
     if rt.distributed and rt.device.type == "cuda":
         # Per-rank BatchNorm statistics leak batch identity into contrastive losses; sync them.
         backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(backbone)
@@ -136,10 +95,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig):
 
 
 def _loader(cfg: TrainConfig, data: DataInfo, plan: ViewPlan, rt: Runtime, chunk: int, n_batches: int):
-    from ssltk.data.pipeline import build_loader
-
     return build_loader(
-        data.shards,
+        data.urls,
         plan,
         batch_size=cfg.batch_size,
         image_size=cfg.image_size,
@@ -193,7 +150,7 @@ def pretrain(
         from ssltk.data.cache import default_synthetic_shards
 
         cfg.data = str(default_synthetic_shards("train"))
-    data = describe_data(cfg.data)
+    data = probe_data(cfg.data, strict=cfg.strict_data)
     model, plan = build_run(cfg, registry, rt, data)
     optimizer, scheduler = make_optimizer(model, cfg)
 
@@ -293,8 +250,7 @@ def pretrain(
 
 def _write_bundle(cfg: TrainConfig, model: SSLModel, plan: ViewPlan, data: DataInfo, rt: Runtime,
                   result: RunResult, registry: Registry) -> None:
-    from ssltk import __version__
-    from ssltk.bundle import write_bundle
+    from ssltk.bundle import describe_data, write_bundle
     from ssltk.objectives import options_dict
 
     curve = plot_loss_curve(MetricsLog.rows_of(cfg.out), Path(cfg.out))
@@ -318,7 +274,7 @@ def _write_bundle(cfg: TrainConfig, model: SSLModel, plan: ViewPlan, data: DataI
             for name, obj in model.objectives.items()
         ],
         "views": {**plan.describe(), "deltas": [d.label if d else None for d in plan.deltas]},
-        "data": {"spec": cfg.data, "shards": data.shards, "checksum": data.checksum, "cameras": data.cameras},
+        "data": {**describe_data(data.urls), "spec": cfg.data, "cameras": data.cameras},
         "seed": cfg.seed,
         "steps": result.steps,
         "world_size": rt.world_size,
@@ -328,7 +284,6 @@ def _write_bundle(cfg: TrainConfig, model: SSLModel, plan: ViewPlan, data: DataI
         "final_metrics": result.final,
         "skipped": result.skipped,
         "config": cfg.to_dict(),
-        "ssltk_version": __version__,
     }
     extra = {"metrics.jsonl": Path(cfg.out) / "metrics.jsonl"}
     if curve is not None:

@@ -1,0 +1,130 @@
+"""`ssltk pretrain`: config resolution, bad input (exit 2, one line), end-to-end runs on tiny shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from ssltk.cli import build_app
+from ssltk.plugins import get_plugin_manager
+from ssltk.testing.shards import write_tiny_shards
+
+runner = CliRunner()
+TINY = ["--backbone", "test_resnet", "--image-size", "32", "--batch-size", "8", "--num-workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("shards")
+    write_tiny_shards(d, episodes=4, length=20, cameras=("front", "rear"), image_size=32, segment_length=10, overlap=4)
+    return d
+
+
+@pytest.fixture(scope="module")
+def app():
+    return build_app(get_plugin_manager(load=["ssltk"]))
+
+
+def invoke(app, args):
+    return runner.invoke(app, ["pretrain", *args])
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert lines and lines[0].startswith("error:"), result.output
+    return " ".join(lines)
+
+
+def test_dry_run_prints_resolved_config_with_precedence(app, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"steps": 7, "batch_size": 16, "objectives": {"temporal-infonce": {"dt": "2-6"}}}))
+    r = invoke(app, ["--config", str(cfg), "--batch-size", "24", "--dry-run", "-o", "temporal-infonce", "-o", "multi-camera=0.5"])
+    assert r.exit_code == 0, r.output
+    out = yaml.safe_load(r.output)
+    assert out["steps"] == 7  # from the file
+    assert out["batch_size"] == 24  # the command line wins
+    names = [(o["name"], o["weight"]) for o in out["objectives"]]
+    assert names == [("temporal-infonce", 1.0), ("multi-camera", 0.5)]
+    assert out["objectives"][0]["options"] == {"dt": "2-6"}  # file options kept for a re-selected objective
+
+
+def test_set_overrides_objective_option_and_top_level_key(app):
+    r = invoke(app, ["--dry-run", "--set", "temporal-infonce.temperature=0.2", "--set", "lr=0.01"])
+    assert r.exit_code == 0, r.output
+    out = yaml.safe_load(r.output)
+    assert out["lr"] == 0.01
+    assert out["objectives"][0]["options"]["temperature"] == 0.2
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["-o", "temporal-infonse"], "did you mean 'temporal-infonce'"),
+        (["--backbone", "resnet-18"], "did you mean"),
+        (["--set", "stepz=3"], "did you mean 'steps'"),
+        (["--steps", "0"], "steps must be >= 1"),
+        (["--batch-size", "1"], "too small"),
+        (["--set", "lr=fast"], "lr must be a number"),
+        (["--set", "temporal-infonce.temperature=-1"], "temperature"),
+        (["--set", "temporal-infonce.nope=1"], "unknown option"),
+        (["-o", "temporal-infonce=abc"], "weight"),
+        (["--config", "/nonexistent.yaml"], "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(app, args, expect):
+    r = invoke(app, [*args, "--dry-run"])
+    assert expect in one_line_error(r)
+
+
+def test_data_path_with_no_shards(app, tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = invoke(app, [*TINY, "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--steps", "1"])
+    assert "no shards" in one_line_error(r)
+
+
+def test_dt_longer_than_segments(app, shards, tmp_path):
+    r = invoke(app, [*TINY, "--data", str(shards), "--out", str(tmp_path / "o"), "--set", "temporal-infonce.dt=20"])
+    assert "segments" in one_line_error(r)
+
+
+def test_camera_the_data_lacks(app, shards, tmp_path):
+    r = invoke(app, [*TINY, "--data", str(shards), "--out", str(tmp_path / "o"), "--set", "anchor_camera=front_left"])
+    assert "camera" in one_line_error(r)
+
+
+@pytest.mark.slow
+def test_composed_objectives_train_and_bundle_loads_in_plain_timm(app, shards, tmp_path):
+    out = tmp_path / "run"
+    args = [*TINY, "--data", str(shards), "--out", str(out), "--steps", "4",
+            "-o", "temporal-infonce", "-o", "multi-camera=0.5", "--set", "temporal-infonce.dt=1-4",
+            "--set", "log_every=2", "--set", "checkpoint_every=2"]
+    r = invoke(app, args)
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "ssltk.json").read_text())
+    assert [o["name"] for o in manifest["objectives"]] == ["temporal-infonce", "multi-camera"]
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    assert {"loss/temporal-infonce", "loss/multi-camera"} <= set(rows[-1])
+    assert (out / "loss_curve.png").stat().st_size > 1000
+    from ssltk.bundle import verify_bundle
+
+    assert verify_bundle(out) == []
+    import timm
+
+    from ssltk.bundle import load_backbone
+
+    plain = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    ours, pre = load_backbone(out)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(plain(x), ours(x))
+    # a second run into the same folder needs --overwrite
+    r2 = invoke(app, args)
+    assert "--overwrite" in one_line_error(r2)
