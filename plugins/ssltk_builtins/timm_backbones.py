@@ -21,8 +21,22 @@ from ssltk import Backbone, BackboneFamily, UnknownNameError, UsageError
 
 __all__ = ["TimmBackbone", "TimmFamily", "register_backbones"]
 
-# Models whose input size is fixed by default and need img_size (ViT-like).
+# Models whose input size is fixed by default and need img_size (ViT-like); timm's
+# pretrained_cfg.fixed_input_size catches the rest (mixer, maxvit, coatnet, hiera...).
 _SIZE_KWARG_HINT = ("vit", "deit", "beit", "eva", "swin", "cait", "xcit", "pit", "levit", "mvit")
+
+
+def _fixed_input_size(model: str) -> bool:
+    """True if ``model`` is built for one input size and takes ``img_size``."""
+    if model.startswith(_SIZE_KWARG_HINT):
+        return True
+    from timm.models import get_pretrained_cfg
+
+    try:
+        cfg = get_pretrained_cfg(model)
+    except Exception:  # no default cfg for this name
+        return False
+    return bool(cfg is not None and cfg.fixed_input_size)
 
 
 class TimmBackbone(Backbone):
@@ -139,12 +153,10 @@ class TimmFamily(BackboneFamily):
         model_kwargs: dict[str, Any] = {k: v for k, v in kwargs.items() if v is not None}
         if in_chans != 3:
             model_kwargs["in_chans"] = in_chans
-        if img_size is not None and model.startswith(_SIZE_KWARG_HINT):
-            model_kwargs.setdefault("img_size", img_size)
-        try:
-            net = timm.create_model(model, pretrained=False, num_classes=0, **model_kwargs)
-        except TypeError as exc:
-            raise UsageError(f"timm model {model!r} does not accept these arguments: {exc}") from None
+        size_added = img_size is not None and "img_size" not in model_kwargs and _fixed_input_size(model)
+        if size_added:
+            model_kwargs["img_size"] = img_size
+        net = _build(model, model_kwargs, size_added)
         backbone = TimmBackbone(net, model, model_kwargs)
         if img_size is not None:
             backbone.data_config["input_size"] = [in_chans, img_size, img_size]
@@ -153,30 +165,72 @@ class TimmFamily(BackboneFamily):
         return backbone
 
 
+def _build(model: str, model_kwargs: dict[str, Any], size_added: bool) -> nn.Module:
+    """``timm.create_model`` without a head; drops an ``img_size`` we added if the model takes none."""
+    import timm
+
+    try:
+        return timm.create_model(model, pretrained=False, num_classes=0, **model_kwargs)
+    except TypeError as exc:
+        if size_added and "img_size" in str(exc):
+            model_kwargs.pop("img_size")
+            return _build(model, model_kwargs, False)
+        raise UsageError(f"timm model {model!r} does not accept these arguments: {exc}") from None
+
+
 def load_init_weights(backbone: TimmBackbone, init: str) -> None:
-    """Load weights from a local file or an ssltk bundle folder; all keys must match."""
+    """Load weights from a local file or an ssltk bundle folder; all keys must match.
+
+    A classifier in the file (e.g. ``fc.*`` of an ImageNet checkpoint) is dropped:
+    the backbone has no head.
+    """
     path = Path(init)
     if path.is_dir():
         path = path / "model.safetensors"
     if not path.exists():
         raise UsageError(f"--init {init}: no such file (give a .safetensors/.pth file or an ssltk bundle folder)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model", "state_dict_ema"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-                break
-    result = backbone.model.load_state_dict(state, strict=False)
+    try:
+        state = _read_state_dict(path)
+    except Exception as exc:  # truncated file, not a checkpoint, pickled code refused by weights_only
+        raise UsageError(f"--init {init}: cannot read weights ({type(exc).__name__}: {_first_line(exc)})") from None
+    state = _drop_classifier(backbone.model, state)
+    try:
+        result = backbone.model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatch (another width, img_size or in_chans)
+        raise UsageError(f"--init {init}: weights do not fit {backbone.model_name}: {_first_line(exc, 1)}") from None
     if result.missing_keys or result.unexpected_keys:
         raise UsageError(
             f"--init {init}: weights do not fit {backbone.model_name} "
             f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected keys, "
             f"e.g. {(result.missing_keys or result.unexpected_keys)[0]!r})"
         )
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            return state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"expected a state_dict, found {type(state).__name__}")
+    return state
+
+
+def _drop_classifier(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove the weights of the model's classifier (named by timm's pretrained_cfg) that it no longer has."""
+    heads = getattr(model, "pretrained_cfg", {}).get("classifier") or ()
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    own = set(model.state_dict())
+    return {k: v for k, v in state.items() if k in own or not any(k.startswith(h + ".") for h in heads)}
+
+
+def _first_line(exc: BaseException, index: int = 0) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[min(index, len(lines) - 1)] if lines else ""
 
 
 @ssltk.hookimpl
