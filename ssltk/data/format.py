@@ -58,6 +58,23 @@ def frame_field(i: int, camera: str, ext: str = "jpg") -> str:
     return f"f{i:03d}.{camera}.{ext}"
 
 
+def segment_starts(n: int, length: int, overlap: int) -> list[int]:
+    """First timestep of each segment that cuts an episode of ``n`` timesteps.
+
+    Segments have ``min(n, length)`` timesteps and start every ``length - overlap``
+    timesteps; the last one is aligned to the episode's end. Every pair of
+    timesteps at most ``overlap`` apart lies inside at least one segment.
+    """
+    if length < 1 or not 0 <= overlap < length:
+        raise UsageError(f"segment length {length} and overlap {overlap}: need length >= 1 and 0 <= overlap < length")
+    if n <= length:
+        return [0]
+    starts = list(range(0, n - length + 1, length - overlap))
+    if starts[-1] + length < n:
+        starts.append(n - length)
+    return starts
+
+
 @dataclass
 class SegmentMeta:
     """Metadata of one segment (the sample's ``json`` field)."""
