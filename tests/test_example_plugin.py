@@ -79,3 +79,26 @@ def test_disabled_by_distribution_name(monkeypatch):
     assert "frame-order" not in pm.infos
     with pytest.raises(ssltk.UnknownNameError):
         Registry(pm).objective("frame-order")
+
+
+@pytest.mark.slow
+def test_trains_with_a_builtin_and_is_recorded_in_the_bundle(tmp_path):
+    """End to end: the trainer builds the view plan, feeds frame-order its pairs, and the bundle names its dist."""
+    from ssltk.testing.shards import write_tiny_shards
+
+    shards = tmp_path / "shards"
+    write_tiny_shards(shards, episodes=3, length=12, cameras=("front", "rear"), image_size=32, segment_length=8, overlap=4)
+    out = tmp_path / "run"
+    args = ["pretrain", "--backbone", "test_resnet", "--image-size", "32", "--batch-size", "4", "--num-workers", "0",
+            "--steps", "2", "--data", str(shards), "--out", str(out), "--set", "log_every=1",
+            "-o", "frame-order", "-o", "temporal-infonce=0.5", "--set", "temporal-infonce.dt=1-4",
+            "--set", "frame-order.max_delta=3",
+            "--set", "frame-order.cameras=all"]
+    result = CliRunner().invoke(build_app(get_plugin_manager(load=["ssltk", DIST])), args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "ssltk.json").read_text())
+    objectives = {o["name"]: o for o in manifest["objectives"]}
+    assert objectives["frame-order"]["options"]["max_delta"] == 3
+    assert manifest["plugins"]["frame-order"] == {"dist": DIST, "version": _version()}
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(0 < row["loss/frame-order"] < 5 for row in rows)
