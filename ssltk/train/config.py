@@ -132,26 +132,40 @@ def _objectives_from_yaml(value: Any) -> list[ObjectiveSpec]:
     return specs
 
 
-def _apply(obj: Any, values: dict[str, Any], where: str) -> None:
-    hints = typing.get_type_hints(type(obj))
-    names = _field_names(type(obj))
+def _coerced(cls: type, values: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` checked against the fields of dataclass ``cls`` and coerced to their types."""
+    hints = typing.get_type_hints(cls)
+    names = _field_names(cls)
+    out = {}
     for key, value in values.items():
         k = key.replace("-", "_")
         if k not in names:
             raise UnknownNameError(f"config key{' in ' + where if where else ''}", key, names)
-        label = f"{where + '.' if where else ''}{k}"
+        out[k] = value if k in ("objectives", "augment", "backbone_kwargs") else _coerce(
+            hints[k], value, f"{where + '.' if where else ''}{k}"
+        )
+    return out
+
+
+def _apply(cfg: "TrainConfig", values: dict[str, Any]) -> None:
+    for k, value in _coerced(TrainConfig, values, "").items():
         if k == "objectives":
-            obj.objectives = _objectives_from_yaml(value)
+            cfg.objectives = _objectives_from_yaml(value)
         elif k == "augment":
             if not isinstance(value, dict):
                 raise UsageError("augment must be a mapping of augmentation settings")
-            _apply(obj.augment, value, "augment")
+            cfg.augment = _replace_augment(cfg.augment, value)
         elif k == "backbone_kwargs":
             if not isinstance(value, dict):
                 raise UsageError("backbone_kwargs must be a mapping")
-            obj.backbone_kwargs = dict(value)
+            cfg.backbone_kwargs = dict(value)
         else:
-            setattr(obj, k, _coerce(hints[k], value, label))
+            setattr(cfg, k, value)
+
+
+def _replace_augment(aug: AugmentConfig, values: dict[str, Any]) -> AugmentConfig:
+    vals = _coerced(AugmentConfig, values, "augment")
+    return dataclasses.replace(aug, **{k: tuple(v) if isinstance(v, list) else v for k, v in vals.items()})
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -169,8 +183,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise UsageError(f"--config {p}: not valid YAML{where}") from None
         if not isinstance(data, dict):
             raise UsageError(f"--config {p}: the top level must be a mapping of config keys")
-        _apply(cfg, data, "")
-    _apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, "")
+        _apply(cfg, data)
+    _apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})
     validate(cfg)
     return cfg
 
@@ -186,11 +200,11 @@ def apply_objective_overrides(cfg: TrainConfig, pairs: list[str]) -> None:
         if dot and spec is not None:
             spec.options[rest] = yaml.safe_load(value) if value else value
         elif dot and head == "augment":
-            _apply(cfg.augment, {rest: yaml.safe_load(value)}, "augment")
+            cfg.augment = _replace_augment(cfg.augment, {rest: yaml.safe_load(value)})
         elif dot:
             raise UnknownNameError("objective in --set", head, [s.name for s in cfg.objectives] + ["augment"])
         else:
-            _apply(cfg, {key: yaml.safe_load(value)}, "")
+            _apply(cfg, {key: yaml.safe_load(value)})
     validate(cfg)
 
 

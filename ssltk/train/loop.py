@@ -10,6 +10,7 @@ boundaries so a resumed run sees exactly the batches an uninterrupted run sees.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -195,14 +196,16 @@ def pretrain(
                 with sync:
                     with rt.autocast():
                         loss, outputs = train_model(batch)
-                    for name, o in outputs.items():
-                        if not torch.isfinite(o.loss):
+                    # One host sync per micro-batch for all objectives' losses.
+                    values = torch.stack([o.loss.detach().float() for o in outputs.values()]).tolist()
+                    for name, v in zip(outputs, values):
+                        if not math.isfinite(v):
                             raise TrainingDiverged(
-                                f"objective {name!r} gave a non-finite loss ({float(o.loss)}) at step {step + 1}; "
+                                f"objective {name!r} gave a non-finite loss ({v}) at step {step + 1}; "
                                 f"the last good checkpoint is kept in {state_dir}; try a lower --lr"
                             )
                     (loss / micro).backward()
-                total_loss += float(loss.detach()) / micro
+                total_loss += sum(model.weights[n] * v for n, v in zip(outputs, values)) / micro
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
