@@ -108,14 +108,23 @@ def same(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def near(anchor_frame: torch.Tensor, anchors: Rows, keys: Rows, window: int) -> torch.Tensor:
-    """``[N, M]`` bool: same episode and ``|anchor_frame[i] - keys.frame[k]| <= window``."""
-    a, k = anchor_frame, keys.frame
-    base = torch.minimum(a.min(), k.min()) if a.numel() and k.numel() else 0
-    span = max(int(a.max() - base) if a.numel() else 0, int(k.max() - base) if k.numel() else 0)
-    if span < 2**30:  # int32 differences: half the temporary memory of int64
-        a, k = (a - base).int(), (k - base).int()
-    out = (a[:, None] - k[None, :]).abs_() <= window
-    return out.logical_and_(same(anchors.episode, keys.episode))
+    """``[N, M]`` bool: same episode and ``|anchor_frame[i] - keys.frame[k]| <= window``.
+
+    Episodes are renumbered ``0..E-1`` and laid out on one time axis with gaps
+    wider than ``window``, so one subtraction on the narrowest integer type
+    answers both questions (``[N, M]`` temporaries of 2 bytes per entry when they fit).
+    """
+    n = anchor_frame.shape[0]
+    episode = torch.cat([anchors.episode, keys.episode])
+    frame = torch.cat([anchor_frame, keys.frame]).long()
+    if episode.numel() == 0:
+        return torch.zeros(n, keys.frame.shape[0], dtype=torch.bool, device=frame.device)
+    _, ep = torch.unique(episode, return_inverse=True)
+    frame = frame - frame.min()
+    code = ep * (int(frame.max()) + window + 1) + frame
+    top = int(code.max())
+    code = code.to(torch.int16 if top < 2**15 else torch.int32 if top < 2**31 else torch.int64)
+    return (code[:n, None] - code[None, n:]).abs_() <= window
 
 
 def parse_cameras(text: str) -> str | tuple[str, ...]:

@@ -49,7 +49,7 @@ STAT_NAMES = (
     "neg_cos",  # mean cosine of (anchor, negative) pairs
     "pos_per_anchor",  # valid positives per anchor (anchors with >= 1)
     "neg_per_anchor",  # negatives in the denominator per anchor
-    "eff_negatives",  # exp(entropy) of the softmax over the negatives, mean over anchors
+    "eff_negatives",  # (sum p)^2 / sum p^2 of the softmax over the negatives (inverse Simpson), mean over anchors
     "anchors",  # anchors that entered the loss
     "anchors_no_pos",  # valid anchors without any valid positive (left out of the loss)
     "top1",  # fraction of anchors whose most similar key (in the denominator) is a positive
@@ -111,112 +111,151 @@ def masked_infonce(
             default ``arange(N)`` when ``keys is None``, no self otherwise. ``-1`` = none.
         temperature: ``tau > 0``.
         stats: also compute the health statistics (:data:`STAT_NAMES`, floats).
+
+    Cost: one ``[N, M]`` float matrix kept for the backward pass (the softmax) plus
+    the boolean masks; positives are handled as a sparse list of pairs.
     """
     tau = check_temperature(temperature)
-    n = anchors.shape[0]
+    n, dev = anchors.shape[0], anchors.device
     q = F.normalize(anchors, dim=-1) if normalize else anchors
-    if keys is None:
-        k = q
-        m = n
-        if self_index is None:
-            self_index = torch.arange(n, device=anchors.device)
-    else:
-        k = F.normalize(keys, dim=-1) if normalize else keys
-        m = keys.shape[0]
-    dev = anchors.device
+    k = q if keys is None else (F.normalize(keys, dim=-1) if normalize else keys)
+    m = k.shape[0]
+    if self_index is None:
+        self_index = torch.arange(n, device=dev) if keys is None else torch.full((n,), -1, device=dev)
+    self_index = torch.where((self_index >= 0) & (self_index < m), self_index.long(), -1)
     a_valid = torch.ones(n, dtype=torch.bool, device=dev) if anchor_valid is None else anchor_valid.bool()
     if key_valid is None:
         k_valid = a_valid if keys is None else torch.ones(m, dtype=torch.bool, device=dev)
     else:
         k_valid = key_valid.bool()
-    if positives.shape != (n, m):
-        raise ValueError(f"positives must be [N, M] = {(n, m)}, got {tuple(positives.shape)}")
+    for name, mask in (("positives", positives), ("exclude", exclude)):
+        if mask is not None and tuple(mask.shape) != (n, m):
+            raise ValueError(f"{name} must be [N, M] = {(n, m)}, got {tuple(mask.shape)}")
 
-    pos, denom = _masks(positives, exclude, a_valid, k_valid, self_index, n, m)
-    num_pos = pos.sum(1)
+    # Positives as a list of (anchor, key) pairs: valid anchor, valid key, not itself.
+    pr, pc = positives.nonzero(as_tuple=True)
+    keep = a_valid[pr] & k_valid[pc] & (pc != self_index[pr])
+    pr, pc = pr[keep], pc[keep]
+    num_pos = torch.bincount(pr, minlength=n)
     active = a_valid & (num_pos > 0)
-    # Rows that do not enter the loss get the full (finite) denominator so that
-    # neither the forward nor the backward pass ever sees logsumexp(-inf, ..., -inf).
-    denom.logical_or_((~active)[:, None])
-
-    logits = (q * (1.0 / tau)) @ k.T  # [N, M] = cos / tau (scaling q, not the [N, M] matrix)
-    if m == 0:
+    if m == 0 or n == 0:
         zero = q.sum() * 0.0
-        return InfoNCEOutput(zero, zero, active.sum(), q.new_zeros(n), active, num_pos, _empty_stats(q, a_valid, active))
-    lse = torch.logsumexp(torch.where(denom, logits, float("-inf")), dim=1)  # [N]
-    pos_mean = torch.where(pos, logits, 0.0).sum(1) / num_pos.clamp(min=1)
+        out = InfoNCEOutput(zero, zero, active.sum(), q.new_zeros(n), active, num_pos)
+        out.stats = _empty_stats(a_valid, active) if stats else {}
+        return out
+
+    qs = q * (1.0 / tau)  # scale the [N, D] side, never the [N, M] matrix
+    lse, prob, best = _MaskedLogSumExp.apply(qs, k, k_valid, exclude, self_index, pr, pc, active)
+    pos_logit = (qs[pr] * k[pc]).sum(-1)  # s_ip for every positive pair
+    pos_mean = qs.new_zeros(n).index_add(0, pr, pos_logit) / num_pos.clamp(min=1)
     per_anchor = torch.where(active, lse - pos_mean, 0.0)
     count = active.sum()
     loss_sum = per_anchor.sum()
-    loss = loss_sum / count.clamp(min=1)
-    out = InfoNCEOutput(loss, loss_sum, count, per_anchor, active, num_pos)
+    out = InfoNCEOutput(loss_sum / count.clamp(min=1), loss_sum, count, per_anchor, active, num_pos)
     if stats:
-        out.stats = _stats(q, logits.detach(), pos, denom, a_valid, active, num_pos, tau)
+        pairs = _Pairs(positives, exclude, pr, pc, pos_logit.detach(), self_index, a_valid, k_valid, active, num_pos)
+        out.stats = _stats(q.detach(), qs.detach(), k.detach(), prob, best, pairs, tau)
     return out
 
 
-def _masks(positives, exclude, a_valid, k_valid, self_index, n, m):
-    """Effective positive and denominator masks (fresh tensors, safe to modify)."""
-    pos = positives.bool() & k_valid[None, :]
-    pos.logical_and_(a_valid[:, None])
-    if exclude is None:
-        denom = k_valid[None, :].expand(n, m).clone()
-    else:
-        denom = ~exclude.bool()
-        denom.logical_and_(k_valid[None, :])
-    denom.logical_or_(pos)
-    if self_index is not None:
-        rows = torch.arange(n, device=pos.device)
-        has_self = (self_index >= 0) & (self_index < m)
-        rows, cols = rows[has_self], self_index[has_self].long()
-        pos[rows, cols] = False
-        denom[rows, cols] = False
-    return pos, denom
+class _MaskedLogSumExp(torch.autograd.Function):
+    """``lse_i = log sum_{k in A(i)} exp(qs_i . k_k)``; keeps only the softmax for backward.
+
+    Outside ``A(i)`` (invalid keys, the anchor itself, excluded keys that are not
+    positives) the logits are ``-inf``. Rows that do not enter the loss are set to
+    0 (a finite, ignored value), so no row is ever all ``-inf``. Also returns the
+    softmax ``P`` and its row argmax (both non-differentiable) for the statistics.
+    """
+
+    @staticmethod
+    def forward(ctx, qs, k, k_valid, exclude, self_index, pr, pc, active):
+        logits = qs @ k.T  # [N, M]
+        if not bool(k_valid.all()):
+            logits.masked_fill_(~k_valid[None, :], float("-inf"))
+        if exclude is not None:
+            logits.masked_fill_(exclude, float("-inf"))
+            logits[pr, pc] = (qs[pr] * k[pc]).sum(-1)  # positives stay in the denominator
+        rows = (self_index >= 0).nonzero().squeeze(1)
+        logits[rows, self_index[rows]] = float("-inf")
+        logits.index_fill_(0, (~active).nonzero().squeeze(1), 0.0)
+        prob = torch.softmax(logits, dim=1)
+        best = prob.argmax(1, keepdim=True)  # P >= 1/M there: its log is exact enough
+        lse = (logits.gather(1, best) - prob.gather(1, best).log()).squeeze(1)
+        del logits
+        ctx.save_for_backward(qs, k, prob)
+        ctx.mark_non_differentiable(prob, best)
+        return lse, prob, best.squeeze(1)
+
+    @staticmethod
+    def backward(ctx, grad_lse, _grad_prob, _grad_best):
+        qs, k, prob = ctx.saved_tensors
+        g = prob * grad_lse[:, None]  # d lse_i / d s_ik = P_ik
+        grad_q = g @ k if ctx.needs_input_grad[0] else None
+        grad_k = g.T @ qs if ctx.needs_input_grad[1] else None
+        return grad_q, grad_k, None, None, None, None, None, None
 
 
-def _empty_stats(q, a_valid, active) -> dict[str, float]:
+@dataclass
+class _Pairs:
+    """Mask information the statistics need (all detached)."""
+
+    positives: torch.Tensor
+    exclude: torch.Tensor | None
+    pr: torch.Tensor
+    pc: torch.Tensor
+    pos_logit: torch.Tensor
+    self_index: torch.Tensor
+    a_valid: torch.Tensor
+    k_valid: torch.Tensor
+    active: torch.Tensor
+    num_pos: torch.Tensor
+
+
+def _empty_stats(a_valid, active) -> dict[str, float]:
     out = dict.fromkeys(STAT_NAMES, 0.0)
     out["anchors_no_pos"] = float((a_valid & ~active).sum())
     return out
 
 
 @torch.no_grad()
-def _stats(q, logits, pos, denom, a_valid, active, num_pos, tau) -> dict[str, float]:
-    """Health statistics as floats (one device sync); computed in row chunks to bound memory."""
-    acc = torch.zeros(6, dtype=torch.float64, device=q.device)  # pos_cos_sum, neg_cos_sum, n_neg, eff_sum, eff_n, top1
-    for lo in range(0, logits.shape[0], _STATS_CHUNK):
-        sl = slice(lo, lo + _STATS_CHUNK)
-        lg, p, d, act = logits[sl].float(), pos[sl], denom[sl], active[sl]
-        neg = d & ~p & act[:, None]
-        p = p & act[:, None]
-        acc[0] += torch.where(p, lg, 0.0).sum().double()
-        acc[1] += torch.where(neg, lg, 0.0).sum().double()
-        n_neg = neg.sum(1)
-        acc[2] += n_neg.sum().double()
-        neg_lg = torch.where(neg, lg, float("-inf"))
-        lse = torch.logsumexp(neg_lg, 1, keepdim=True)
-        prob = torch.exp(neg_lg - lse).nan_to_num_(0.0)
-        entropy = lse.squeeze(1) - torch.where(neg, prob * lg, 0.0).sum(1)
-        has_neg = n_neg > 0
-        acc[3] += torch.where(has_neg, entropy.exp(), 0.0).sum().double()
-        acc[4] += has_neg.sum().double()
-        best = torch.where(d, lg, float("-inf")).argmax(1, keepdim=True)
-        acc[5] += (p.gather(1, best).squeeze(1) & act).sum().double()
-    qv = q.detach()[a_valid].float()
+def _stats(q, qs, k, prob, best, p: _Pairs, tau: float) -> dict[str, float]:
+    """Health statistics as floats (one device sync); dense work only in row chunks of ``prob``."""
+    n, act = q.shape[0], p.active
+    qd, kd = qs.double(), k.double()
+    # Negatives = denominator minus positives = valid keys - self - excluded non-positives - positives.
+    s_self = torch.where(p.self_index >= 0, (qd * kd[p.self_index.clamp(min=0)]).sum(-1), 0.0)
+    self_valid = (p.self_index >= 0) & p.k_valid[p.self_index.clamp(min=0)]
+    neg_sum = qd @ (kd * p.k_valid[:, None]).sum(0) - s_self * self_valid - qd.new_zeros(n).index_add(0, p.pr, p.pos_logit.double())
+    neg_cnt = p.k_valid.sum() - self_valid.long() - p.num_pos
+    if p.exclude is not None:
+        er, ec = p.exclude.nonzero(as_tuple=True)
+        keep = act[er] & p.k_valid[ec] & (ec != p.self_index[er]) & ~p.positives[er, ec]
+        er, ec = er[keep], ec[keep]
+        neg_sum -= qd.new_zeros(n).index_add(0, er, (qd[er] * kd[ec]).sum(-1))
+        neg_cnt -= torch.bincount(er, minlength=n)
+    # Effective number of negatives: (sum P)^2 / sum P^2 over the negatives (inverse Simpson index).
+    mass, sq = prob.new_zeros(n), prob.new_zeros(n)
+    for lo in range(0, n, _STATS_CHUNK):
+        chunk = torch.where(p.positives[lo : lo + _STATS_CHUNK], 0.0, prob[lo : lo + _STATS_CHUNK])
+        mass[lo : lo + _STATS_CHUNK] = chunk.sum(1)
+        sq[lo : lo + _STATS_CHUNK] = torch.linalg.vector_norm(chunk, dim=1).square()
+    eff = torch.where(act & (sq > 0), mass.square() / sq.clamp(min=1e-38), 0.0)
+    hit = p.positives.gather(1, best[:, None]).squeeze(1) & act
+    qv = q[p.a_valid].float()
     emb_std = F.normalize(qv, dim=-1).std(0).mean() if qv.shape[0] > 1 else qv.new_zeros(())
-    count = active.sum()
-    total_pos = num_pos[active].sum()
+    count = act.sum().double().clamp(min=1)
+    n_neg = torch.where(act, neg_cnt, 0).sum().double()
     vec = torch.stack(
         [
             emb_std.double(),
-            acc[0] * tau / total_pos.clamp(min=1).double(),
-            acc[1] * tau / acc[2].clamp(min=1),
-            total_pos.double() / count.clamp(min=1).double(),
-            acc[2] / count.clamp(min=1).double(),
-            acc[3] / acc[4].clamp(min=1),
-            count.double(),
-            (a_valid & ~active).sum().double(),
-            acc[5] / count.clamp(min=1).double(),
+            p.pos_logit.double().sum() * tau / max(1, p.pr.numel()),
+            torch.where(act, neg_sum, 0.0).sum() * tau / n_neg.clamp(min=1),
+            p.num_pos[act].sum().double() / count,
+            n_neg / count,
+            eff.double().sum() / count,
+            act.sum().double(),
+            (p.a_valid & ~act).sum().double(),
+            hit.sum().double() / count,
         ]
     )
     return dict(zip(STAT_NAMES, vec.tolist()))
