@@ -9,8 +9,7 @@ from plugin_helpers import TWIN_SOURCE, fake_dist, objective_plugin  # noqa: F40
 from typer.testing import CliRunner
 
 import ssltk
-from ssltk.cli import build_app
-from ssltk.cli._util import friendly
+from ssltk.cli import build_app, friendly
 from ssltk.plugins import get_plugin_manager
 from ssltk.registry import Registry
 
@@ -121,6 +120,20 @@ def test_plugin_command_with_unknown_objective_suggests_and_exits_2():
     bad = invoke(pm, "pick-objective", "temporal-ordr")
     assert bad.exit_code == 2 and "Traceback" not in bad.output
     assert "unknown objective 'temporal-ordr'; did you mean 'temporal-order'?" in " ".join(bad.stderr.split())
+
+
+def test_plugin_command_without_friendly_is_not_one_line():
+    """Why docs/plugins.md tells authors to use ``ssltk.cli.friendly``: without it the error escapes."""
+
+    class Bare:
+        @ssltk.hookimpl
+        def register_commands(self, app):
+            @app.command("bare")
+            def bare() -> None:
+                raise ssltk.UsageError("bad input")
+
+    result = invoke(get_plugin_manager(load=[], plugins=[("bare", Bare())]), "bare")
+    assert result.exit_code == 1 and isinstance(result.exception, ssltk.UsageError)
 
 
 def test_register_commands_that_raises_leaves_the_cli_working():

@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-from ssltk.cli._util import AppState, err_console
+from ssltk.cli._util import AppState, err_console, friendly  # friendly: public, for plugin commands
 from ssltk.plugins import SsltkPluginManager, call_safely, get_plugin_manager
 
 # Each module has ``register(app, state)``; one module per command group.
