@@ -48,7 +48,7 @@ def run_and_show_probe(
 ) -> dict[str, Any]:
     """Run the probe, write ``probe.json`` + ``probe.png`` to ``out``, and print the table (or JSON)."""
     from ssltk.probe import run_probe
-    from ssltk.probe.report import render_table, skipped_lines
+    from ssltk.probe.report import footnotes, render_table
 
     out = Path(out) if out is not None else default_out(bundle)
     if not as_json:
@@ -58,8 +58,8 @@ def run_and_show_probe(
         print_json(result)
         return result
     console.print(render_table(result))
-    for line in skipped_lines(result):
-        console.print(f"[dim]{line}[/]")
+    for line in footnotes(result):
+        console.print(f"[dim]{line}[/]", soft_wrap=True)
     written = result.get("written", {})
     console.print(f"Results: {written.get('json')}  chart: {written.get('chart')}"
                   + (f"  bundle: {written['bundle']}" if "bundle" in written else ""))
@@ -80,7 +80,7 @@ def register(app: typer.Typer, state: AppState) -> None:
         out: Optional[str] = typer.Option(None, "--out", help="Folder for probe.json and probe.png. Default: <BUNDLE>-probe next to the bundle."),
         as_json: bool = typer.Option(False, "--json", help="Print all numbers as JSON instead of the table."),
         write_bundle: bool = typer.Option(False, "--write-bundle", help="Also write probe.json into the bundle folder."),
-        max_frames: int = typer.Option(1000, "--max-frames", help="Cap on anchor-camera frames encoded per model."),
+        max_frames: int = typer.Option(600, "--max-frames", help="Cap on anchor-camera frames encoded per model."),
         camera: Optional[str] = typer.Option(None, "--camera", help="Anchor camera (default: front, else the first)."),
         inputs: str = typer.Option("t,t-1", "--inputs", help="Regression input: t,t-1 (frame and its predecessor), t, or both."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),

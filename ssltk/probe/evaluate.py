@@ -59,20 +59,33 @@ def regression_inputs(rows: Rows, feats: np.ndarray, variant: str) -> tuple[np.n
     raise ValueError(f"unknown regression input variant {variant!r}; use one of {VARIANTS}")
 
 
-def _column_groups(Y: np.ndarray) -> dict[bytes, list[int]]:
-    """Target columns grouped by identical known-value masks (one ridge fit per group)."""
-    groups: dict[bytes, list[int]] = {}
-    for j in range(Y.shape[1]):
-        groups.setdefault(np.isfinite(Y[:, j]).tobytes(), []).append(j)
+def _column_groups(Y: np.ndarray, min_share: float = 0.75) -> list[tuple[np.ndarray, list[int]]]:
+    """Target columns that share one ridge fit, with the rows they are fitted on.
+
+    Columns are grouped by their known-value masks; a column joins a group when
+    the rows known for both keep at least ``min_share`` of its own and of the
+    group's rows (e.g. waypoints at 0.5 s, 1 s and 2 s lose only each episode's
+    last seconds). One decomposition then serves the whole group.
+    """
+    groups: list[tuple[np.ndarray, list[int]]] = []
+    order = sorted(range(Y.shape[1]), key=lambda j: -int(np.isfinite(Y[:, j]).sum()))
+    for j in order:  # largest mask first: a group's first column has the most rows
+        mask = np.isfinite(Y[:, j])
+        for g, (gmask, cols) in enumerate(groups):
+            both = gmask & mask
+            if both.sum() >= min_share * np.isfinite(Y[:, cols[0]]).sum():
+                groups[g] = (both, cols + [j])
+                break
+        else:
+            groups.append((mask, [j]))
     return groups
 
 
 def predict_targets(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
     """Ridge predictions ``[N, K]`` on test rows (NaN elsewhere or where a target has too little data)."""
     pred = np.full(Y.shape, np.nan)
-    for cols in _column_groups(Y).values():
-        known = np.isfinite(Y[:, cols[0]])
-        tr, te = train & known, test & known
+    for known, cols in _column_groups(Y):
+        tr, te = train & known, test & np.isfinite(Y[:, cols]).any(axis=1)
         if tr.sum() < 3 or te.sum() < 1:
             continue
         model = fit_ridge(X[tr], Y[tr][:, cols], groups[tr])
@@ -121,32 +134,37 @@ def sample_queries(candidates: np.ndarray, max_queries: int, seed: int) -> np.nd
     return np.sort(rng.choice(candidates, size=max_queries, replace=False))
 
 
-def temporal_probe(rows: Rows, feats: np.ndarray, test_episodes: set[str], dts, max_queries: int, seed: int) -> Outcome:
-    """Top-1 and mean rank of frame ``t + Δt`` for queries from the probe-test episodes."""
+def temporal_probe(rows: Rows, feats: np.ndarray, dts, max_queries: int, seed: int) -> Outcome:
+    """Top-1 and mean rank of frame ``t + Δt``; at most ``max_queries`` queries drawn with ``seed``.
+
+    Retrieval fits nothing, so queries come from every kept episode (no split).
+    """
     out = Outcome()
-    queries = sample_queries(np.flatnonzero(np.isin(rows.episodes, list(test_episodes))), max_queries, seed)
     for dt in dts:
+        has_future = np.flatnonzero(_has_offset(rows, int(dt)))
+        queries = sample_queries(has_future, max_queries, seed + 7919 * int(dt))
         res = temporal_retrieval(feats, rows.episodes, rows.steps, queries, int(dt))
         out.metrics[(f"temporal Δt={dt}", "top-1")] = res["top1"]
         out.metrics[(f"temporal Δt={dt}", "mean rank")] = res["mean_rank"]
         if res["queries"]:
-            out.notes[(f"temporal Δt={dt}", "mean rank")] = f"of ~{res['gallery']:.0f} candidates"
+            out.notes[(f"temporal Δt={dt}", "mean rank")] = f"{res['queries']} queries, ~{res['gallery']:.0f} candidates each"
     return out
 
 
-def cross_camera_probe(
-    pools: dict[str, tuple[Rows, np.ndarray, np.ndarray]],
-    anchor: str,
-    test_episodes: set[str],
-) -> Outcome:
+def _has_offset(rows: Rows, dt: int) -> np.ndarray:
+    present = set(zip(rows.episodes.tolist(), rows.steps.tolist()))
+    return np.array([(e, int(s) + dt) in present for e, s in zip(rows.episodes.tolist(), rows.steps.tolist())], dtype=bool)
+
+
+def cross_camera_probe(pools: dict[str, tuple[np.ndarray, np.ndarray]], anchor: str) -> Outcome:
     """Top-1 of finding camera B's frame at the same ``t`` from the anchor camera's frame.
 
-    ``pools[B] = (rows, anchor_feats, b_feats)`` with matching rows.
+    ``pools[B] = (anchor_feats, b_feats)`` with matching rows (the same pooled
+    timesteps); every row is a query (retrieval fits nothing, so no split).
     """
     out = Outcome()
-    for cam, (rows, fa, fb) in pools.items():
-        queries = np.flatnonzero(np.isin(rows.episodes, list(test_episodes)))
-        res = cross_camera_retrieval(fa, fb, queries)
+    for cam, (fa, fb) in pools.items():
+        res = cross_camera_retrieval(fa, fb, np.arange(len(fa)))
         key = (f"cross-camera {anchor}→{cam}", "top-1")
         out.metrics[key] = res["top1"]
         if res["queries"]:

@@ -40,12 +40,13 @@ class ModelExtractor:
         self.size = (int(size[0]), int(size[1]))
         self.interpolation = interpolation
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        # channels_last: same numbers, faster convolutions on CPU (a no-op for non-4D weights)
+        self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
 
     def __call__(self, frames: torch.Tensor) -> np.ndarray:
-        x = (frames.to(self.device).float() - self.mean) / self.std
+        x = ((frames.to(self.device).float() - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             y = self.model(x)
         if isinstance(y, (tuple, list)):

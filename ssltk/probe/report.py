@@ -21,15 +21,15 @@ def _fmt(metric: str, value: float | None) -> str:
         return "–"
     if metric == "mean rank":
         return f"{value:.1f}"
-    if metric == "ADE (m)":
-        return f"{value:.2f}"
-    return f"{value:.3f}"
+    return f"{value:.2f}"
 
 
 def format_cell(metric: str, summary: dict[str, float | None], n_seeds: int) -> str:
-    """``mean ±std`` (just the mean for one seed)."""
+    """``mean ±std`` (just the mean for one seed); an R² below -1 shows as ``< -1`` (probe.json keeps it)."""
     if summary["mean"] is None:
         return "–"
+    if metric == "R²" and summary["mean"] < -1:
+        return "< -1"
     if n_seeds < 2:
         return _fmt(metric, summary["mean"])
     return f"{_fmt(metric, summary['mean'])} ±{_fmt(metric, summary['std'])}"
@@ -37,36 +37,44 @@ def format_cell(metric: str, summary: dict[str, float | None], n_seeds: int) -> 
 
 def _delta_cell(row: dict[str, Any]) -> str:
     d = row["delta_vs_random_init"]
-    if d is None:
+    if d is None or row["not_observable"]:
         return "–"
     text = f"{'+' if d >= 0 else ''}{_fmt(row['metric'], d)}"
     if row["within_noise"]:
-        return f"[yellow]{text} (within seed spread)[/]"
+        return f"[yellow]~{text}[/]"
     better = (d > 0) == row["higher_is_better"] and d != 0
     return f"[green]{text}[/]" if better else f"[red]{text}[/]"
 
 
 def render_table(result: dict[str, Any]) -> Table:
-    """One line per (probe, metric): every column's mean ± std over seeds, and the gain over random init."""
+    """One line per (probe, metric): every column's mean ±std over seeds, and the gain over random init."""
     seeds = result["seeds"]
-    table = Table(
-        title=f"ssltk probe: {Path(result['bundle']['path']).name}",
-        caption=f"mean ±std over seeds {', '.join(map(str, seeds))}; "
-        f"{result['data']['anchor_frames']} {result['data']['anchor_camera']} frames from "
-        f"{result['data']['episodes_used']} episodes; ↑ higher is better, ↓ lower",
-    )
+    table = Table(title=f"ssltk probe: {Path(result['bundle']['path']).name}")
     table.add_column("probe")
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)
     for col in result["columns"]:
         table.add_column(column_label(col), justify="right")
     table.add_column("Δ vs random init", justify="right")
-    table.add_column("note", overflow="fold")
     for row in result["rows"]:
         arrow = "↑" if row["higher_is_better"] else "↓"
         cells = [format_cell(row["metric"], row["summary"][c], len(seeds)) for c in result["columns"]]
-        note = f"[dim]{row['note']}[/]" if row["not_observable"] else row["note"]
-        table.add_row(row["probe"], f"{row['metric']} {arrow}", *cells, _delta_cell(row), note)
+        probe = f"[dim]{row['probe']} *[/]" if row["not_observable"] else row["probe"]
+        table.add_row(probe, f"{row['metric']} {arrow}", *cells, _delta_cell(row))
     return table
+
+
+def footnotes(result: dict[str, Any]) -> list[str]:
+    """Lines to print under the table: how to read it, per-row notes, skipped probes."""
+    d = result["data"]
+    lines = [
+        f"mean ±std over seeds {', '.join(map(str, result['seeds']))}; {d['anchor_frames']} {d['anchor_camera']} frames "
+        f"from {d['episodes_used']} episodes; ↑ higher is better, ↓ lower; ~ = within the seeds' spread",
+    ]
+    if any(r["not_observable"] for r in result["rows"]):
+        lines.append("* not observable from these frames: no model, not even raw pixels, beats the mean (R² ≤ 0)")
+    lines += [f"{r['probe']} ({r['metric']}): {r['note']}" for r in result["rows"] if r["note"] and not r["not_observable"]]
+    lines += skipped_lines(result)
+    return lines
 
 
 def skipped_lines(result: dict[str, Any]) -> list[str]:

@@ -21,7 +21,7 @@ import numpy as np
 FORMAT = "ssltk-probe"
 FORMAT_VERSION = 1
 HIGHER_IS_BETTER = {"R²": True, "top-1": True, "ADE (m)": False, "mean rank": False}
-NOT_OBSERVABLE = "not observable from these frames: no model, not even raw pixels, beats predicting the mean (R² ≤ 0)"
+NOT_OBSERVABLE = "not observable from these frames (R² ≤ 0 for every model, raw pixels too)"
 
 
 def _clean(v: Any) -> float | None:
@@ -96,7 +96,7 @@ def _mark_not_observable(rows: list[dict[str, Any]]) -> None:
             if comps and all(r["probe"] in unobservable for r in comps):
                 row["not_observable"] = True
                 extra = f"; {row['note']}" if row["note"] else ""
-                row["note"] = "not observable from these frames: no displacement component has R² > 0" + extra
+                row["note"] = "not observable from these frames (no dx/dy has R² > 0)" + extra
 
 
 def assemble(

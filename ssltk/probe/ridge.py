@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 # alpha = ALPHA_GRID * n_train: standardised features make XᵀX scale with n.
 ALPHA_GRID = 10.0 ** np.arange(-5.0, 3.01, 0.5)
@@ -31,38 +32,46 @@ class RidgeModel:
     alphas: np.ndarray  # [k] chosen alpha per target
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return ((np.asarray(X, np.float64) - self.mean) / self.scale) @ self.W + self.y_mean
+        Z = torch.from_numpy(np.ascontiguousarray((np.asarray(X, np.float64) - self.mean) / self.scale))
+        return (Z @ torch.from_numpy(self.W)).numpy() + self.y_mean
 
 
 class _Solver:
-    """Ridge solutions for many alphas from one decomposition of the (standardised) training X."""
+    """Ridge solutions for many alphas from one decomposition of the (standardised) training X.
+
+    The heavy algebra runs in torch (float64): it follows ``torch.set_num_threads``,
+    while numpy's BLAS would spin extra threads that crawl on a busy machine.
+    """
 
     def __init__(self, X: np.ndarray, Y: np.ndarray) -> None:
         n, d = X.shape
-        self.X = X
+        X_t, Y_t = torch.from_numpy(np.ascontiguousarray(X, np.float64)), torch.from_numpy(np.ascontiguousarray(Y, np.float64))
+        self.X = X_t
         if d <= n:
-            lam, V = np.linalg.eigh(X.T @ X)  # V: right singular vectors
-            self.primal, self.V, self.lam = True, V, np.clip(lam, 0.0, None)
-            self.B = V.T @ (X.T @ Y)  # [r, k]
+            lam, V = torch.linalg.eigh(X_t.T @ X_t)  # V: right singular vectors
+            self.primal, self.V = True, V
+            self.B = V.T @ (X_t.T @ Y_t)  # [r, k]
         else:
-            lam, U = np.linalg.eigh(X @ X.T)  # U: left singular vectors
-            self.primal, self.U, self.lam = False, U, np.clip(lam, 0.0, None)
-            self.B = U.T @ Y  # [r, k]
+            lam, U = torch.linalg.eigh(X_t @ X_t.T)  # U: left singular vectors
+            self.primal, self.U = False, U
+            self.B = U.T @ Y_t  # [r, k]
+        self.lam = lam.clamp_min(0.0)
 
-    def project(self, Xv: np.ndarray) -> np.ndarray:
+    def project(self, Xv: np.ndarray) -> torch.Tensor:
         """Validation rows in the eigenbasis: ``[m, r]``."""
-        return Xv @ self.V if self.primal else (Xv @ self.X.T) @ self.U
+        Xv_t = torch.from_numpy(np.ascontiguousarray(Xv, np.float64))
+        return Xv_t @ self.V if self.primal else (Xv_t @ self.X.T) @ self.U
 
-    def predict(self, P: np.ndarray, alpha: float) -> np.ndarray:
+    def predict(self, P: torch.Tensor, alpha: float) -> np.ndarray:
         """Predictions for projected rows ``P`` at one alpha."""
-        return P @ (self.B / (self.lam + alpha)[:, None])
+        return (P @ (self.B / (self.lam + alpha)[:, None])).numpy()
 
     def weights(self, alphas: np.ndarray) -> np.ndarray:
         """``W[d, k]`` with column ``j`` solved at ``alphas[j]``."""
-        inv = 1.0 / (self.lam[:, None] + alphas[None, :])  # [r, k]
+        inv = 1.0 / (self.lam[:, None] + torch.as_tensor(alphas, dtype=torch.float64)[None, :])  # [r, k]
         if self.primal:
-            return self.V @ (self.B * inv)
-        return self.X.T @ (self.U @ (self.B * inv))
+            return (self.V @ (self.B * inv)).numpy()
+        return (self.X.T @ (self.U @ (self.B * inv))).numpy()
 
 
 def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

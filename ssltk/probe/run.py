@@ -38,13 +38,13 @@ class ProbeOptions:
     """Everything that shapes a probe run besides the models and the data."""
 
     seeds: tuple[int, ...] = (0, 1)
-    max_frames: int = 1000  # anchor-camera frames encoded (per model)
+    max_frames: int = 600  # anchor-camera frames encoded (per model)
     camera: str | None = None  # anchor camera; default "front" if present, else the first
     inputs: tuple[str, ...] = ("t,t-1",)  # regression input variants
     horizons: tuple[float, ...] = DEFAULT_HORIZONS
     dts: tuple[int, ...] = (1, 5, 10)  # temporal retrieval offsets, in frames
     max_queries: int = 400  # temporal retrieval queries per seed
-    max_cross: int = 128  # timesteps pooled per extra camera for cross-camera retrieval
+    max_cross: int = 192  # extra-camera frames encoded per model for cross-camera retrieval (all cameras together)
     test_fraction: float = 0.3
     raw_side: int = 16
     batch_size: int = 64
@@ -83,18 +83,21 @@ def pick_camera(table: FrameTable, camera: str | None) -> str:
 
 
 def cross_pools(table: FrameTable, anchor: str, max_cross: int) -> dict[str, list[tuple[str, int]]]:
-    """Per extra camera: strided ``(episode, step)`` kept timesteps where it and the anchor both have a frame."""
+    """Per extra camera: strided ``(episode, step)`` kept timesteps where it and the anchor both have a frame.
+
+    ``max_cross`` frames in all are shared evenly between the extra cameras.
+    """
     pools = {}
-    for cam in table.cameras:
-        if cam == anchor:
-            continue
+    others = [c for c in table.cameras if c != anchor]
+    per_camera = max(2, max_cross // max(1, len(others)))
+    for cam in others:
         both = [
             (ep, int(s))
             for ep in sorted(table.kept)
             for s in table.kept[ep]
             if table.has(ep, int(s), anchor) and table.has(ep, int(s), cam)
         ]
-        stride = max(1, -(-len(both) // max(1, max_cross)))
+        stride = max(1, -(-len(both) // per_camera))
         if both:
             pools[cam] = both[::stride]
     return pools
@@ -132,7 +135,7 @@ def run_probe(
     *,
     compare: Sequence[str | Path] = (),
     seeds: Sequence[int] = (0, 1),
-    max_frames: int = 1000,
+    max_frames: int = 600,
     device: str | None = "auto",
     write_into_bundle: bool = False,
     out: str | Path | None = None,
@@ -214,12 +217,9 @@ def _evaluate_all(table, anchor, rows, keys, pools, feats, targets, columns, opt
             F = feats[column_for(col, seed)]
             fa = F[:n_anchor]
             outcomes = [regression_probe(rows, fa, targets, test_set, v) for v in opts.inputs]
-            outcomes.append(temporal_probe(rows, fa, test_set, opts.dts, opts.max_queries, seed))
-            cross = {}
-            for cam, (pool, sl) in pool_slices.items():
-                prow = Rows(np.array([p[0] for p in pool]), np.array([p[1] for p in pool], dtype=np.int64))
-                cross[cam] = (prow, fa[[anchor_index[p] for p in pool]], F[sl])
-            outcomes.append(cross_camera_probe(cross, anchor, test_set))
+            outcomes.append(temporal_probe(rows, fa, opts.dts, opts.max_queries, seed))
+            cross = {cam: (fa[[anchor_index[p] for p in pool]], F[sl]) for cam, (pool, sl) in pool_slices.items()}
+            outcomes.append(cross_camera_probe(cross, anchor))
             metrics[col] = {k: v for o in outcomes for k, v in o.metrics.items()}
             for o in outcomes:  # notes describe the data and the split, not the model
                 for k, v in o.notes.items():
