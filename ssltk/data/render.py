@@ -30,7 +30,7 @@ FOG_DISTANCE = 160.0  # haze: fraction exp(-range / FOG_DISTANCE) of the colour 
 TEX_FINE, TEX_COARSE = 0.1, 0.6  # texel sizes (m) of the two ground textures
 HILL_SAMPLES = 2048  # skyline samples over 360 degrees
 HILL_MAX = 0.14  # radians: the skyline never rises higher
-MIN_AREA = 0.15  # px^2: smaller objects are not drawn
+MIN_AREA = 0.4  # px^2: smaller objects are not drawn
 SUPERSAMPLE = 2  # objects are drawn at this many times the resolution, then box-filtered down
 
 
@@ -126,23 +126,6 @@ class Camera:
 
 
 # ---------------------------------------------------------------- geometry helpers
-
-
-def clip_near(poly: np.ndarray) -> np.ndarray:
-    """Clip a polygon (k, 3) in camera coordinates to depth >= NEAR."""
-    inside = poly[:, 2] >= NEAR
-    if inside.all():
-        return poly
-    out = []
-    k = len(poly)
-    for i in range(k):
-        a, b = poly[i], poly[(i + 1) % k]
-        if inside[i]:
-            out.append(a)
-        if inside[i] != inside[(i + 1) % k]:
-            t = (NEAR - a[2]) / (b[2] - a[2])
-            out.append(a + t * (b - a))
-    return np.array(out) if out else poly[:0]
 
 
 # ---------------------------------------------------------------- boxes
@@ -307,8 +290,11 @@ class Renderer:
         keep = front.any(axis=-1) & (dist < MAX_RANGE) & ~(all_front & (off_screen | small))
         a = pts[:, :, _FACE_IDS[:, 0]]
         normal = np.cross(pts[:, :, _FACE_IDS[:, 1]] - a, pts[:, :, _FACE_IDS[:, 3]] - a)
-        visible = np.einsum("cnfk,cnfk->cnf", normal, a) < 0  # facing the camera at the origin
+        # Facing the camera at the origin. The camera frame (right, up, depth) is left-handed, so the
+        # outward normals computed from the corner order point inwards here: visible faces have n.a > 0.
+        visible = np.einsum("cnfk,cnfk->cnf", normal, a) > 0
         quads = (np.stack([u, v], axis=-1)[:, :, _FACE_IDS] * SUPERSAMPLE).reshape(len(w2c), n, 5, 8)
+        clipped, inside = self._clip_faces(pts[:, :, _FACE_IDS])  # for boxes reaching behind the camera
         box_col = _fogged(draw.box_colour[None], dist[..., None, None], haze, light)  # (C, N, 5, 3)
         # billboards
         q = draw.bb_pos @ w2c + off[:, None, :]  # (C, M, 3)
@@ -322,7 +308,8 @@ class Renderer:
                          np.maximum(bv * k - 1, (bv - tall) * k)], axis=-1)  # fmt: skip
         bb_dist = np.hypot(q[..., 2], q[..., 0])
         bb_col = _fogged(draw.bb_colour[None], bb_dist[..., None], haze, light)  # (C, M, 3)
-        return {"keep": keep, "dist": dist, "all_front": all_front, "visible": visible, "quads": quads, "pts": pts,
+        return {"keep": keep, "dist": dist, "all_front": all_front, "visible": visible, "quads": quads,
+                "clipped": clipped, "inside": inside,
                 "box_col": box_col, "show": show, "rect": rect, "bb_dist": bb_dist, "bb_col": bb_col,
                 "round": draw.bb_round}  # fmt: skip
 
@@ -345,9 +332,29 @@ class Renderer:
                 if all_front[j]:
                     canvas.polygon(quads[j][fi], fill=tuple(box_col[j][fi]))
                     continue
-                face = clip_near(plan["pts"][ci, ib[j], _FACE_IDS[fi]])
-                if len(face) >= 3:
-                    canvas.polygon((cam.project(face) * SUPERSAMPLE).ravel().tolist(), fill=tuple(box_col[j][fi]))
+                keep = plan["inside"][ci, ib[j], fi]
+                if keep.sum() >= 3:
+                    canvas.polygon(plan["clipped"][ci, ib[j], fi][keep].ravel().tolist(), fill=tuple(box_col[j][fi]))
+
+    def _clip_faces(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Clip quads (..., 4, 3) in camera coordinates to depth >= NEAR, all at once (Sutherland-Hodgman, one plane).
+
+        Returns pixel coordinates (..., 8, 2) scaled by ``SUPERSAMPLE`` and a mask
+        (..., 8) of the slots in use: slot ``2i`` is corner ``i`` (if in front),
+        slot ``2i + 1`` is where edge ``i -> i+1`` crosses the near plane.
+        """
+        nxt = np.roll(faces, -1, axis=-2)
+        za, zb = faces[..., 2], nxt[..., 2]
+        ina, inb = za >= NEAR, zb >= NEAR
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tcut = np.where(ina != inb, (NEAR - za) / (zb - za), 0.0)
+        cut = faces + tcut[..., None] * (nxt - faces)
+        pts = np.stack([faces, cut], axis=-2).reshape(*faces.shape[:-2], 8, 3)
+        mask = np.stack([ina, ina != inb], axis=-1).reshape(*faces.shape[:-2], 8)
+        z = np.maximum(pts[..., 2], NEAR)
+        f = self.f.reshape(-1, *([1] * (pts.ndim - 2)))
+        uv = np.stack([self.w / 2 + f * pts[..., 0] / z, self.h / 2 - f * pts[..., 1] / z], axis=-1)
+        return uv * SUPERSAMPLE, mask
 
 
 def _fogged(colour: np.ndarray, dist: np.ndarray, haze: np.ndarray, light: np.ndarray) -> np.ndarray:
