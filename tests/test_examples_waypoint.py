@@ -1,0 +1,143 @@
+"""examples/waypoint_finetune.py: waypoint geometry, episode stitching, and a short fine-tune that helps."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import io
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ssltk.bundle import write_bundle
+from ssltk.data.format import SegmentMeta, ShardSetWriter
+from ssltk.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "waypoint_finetune.py"
+
+
+@pytest.fixture(scope="module")
+def wp():
+    spec = importlib.util.spec_from_file_location("waypoint_finetune", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_straight_line_is_pure_forward_motion(wp):
+    h, v, fps = 0.7, 8.0, 10.0
+    t = np.arange(30) / fps
+    x, y = 5 + v * t * math.cos(h), -2 + v * t * math.sin(h)
+    out = wp.waypoints_in_ego_frame(x, y, [h] * 30, 3, [5, 10, 20])
+    np.testing.assert_allclose(out, [[4.0, 0.0], [8.0, 0.0], [16.0, 0.0]], atol=1e-9)
+
+
+def test_constant_turn_matches_circle_chord(wp):
+    v, w, h0, fps = 10.0, 0.3, -2.0, 10.0
+    t = np.arange(40) / fps
+    heading = h0 + w * t
+    x = 1 + v / w * (np.sin(heading) - math.sin(h0))
+    y = 3 - v / w * (np.cos(heading) - math.cos(h0))
+    out = wp.waypoints_in_ego_frame(x, y, heading, 4, [5, 20])
+    expected = [[v / w * math.sin(w * tau), v / w * (1 - math.cos(w * tau))] for tau in (0.5, 2.0)]
+    np.testing.assert_allclose(out, expected, atol=1e-9)  # a left turn (w > 0) gives dy > 0
+
+
+def _image(speed: float, yaw_rate: float) -> bytes:
+    """Brightness says the speed, a bar's column says the yaw rate: learnable from pixels."""
+    img = np.full((32, 32, 3), int(20 + 14 * speed), np.uint8)
+    col = int(16 + 40 * yaw_rate)
+    img[:, max(0, col - 2) : col + 2] = (255, 40, 40)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def write_ego_shards(out: Path, episodes: int = 8, length: int = 40, seg: int = 16, fps: float = 10.0) -> None:
+    rng = np.random.default_rng(0)
+    with ShardSetWriter(out, max_segments=5) as writer:
+        for e in range(episodes):
+            v, w, h0 = rng.uniform(3, 12), rng.uniform(-0.3, 0.3), rng.uniform(-math.pi, math.pi)
+            t = np.arange(length) / fps
+            heading = h0 + w * t
+            x = v / w * (np.sin(heading) - math.sin(h0))
+            y = -v / w * (np.cos(heading) - math.cos(h0))
+            for start in range(0, length, seg):
+                steps = list(range(start, min(start + seg, length)))
+                meta = SegmentMeta(
+                    episode=f"ep{e:02d}", start=start, frames=steps, timestamps=[s / fps for s in steps],
+                    cameras=["front"], image_size=[32, 32], fps=fps, episode_length=length,
+                    ego={"x": [float(x[s]) for s in steps], "y": [float(y[s]) for s in steps],
+                         "heading": [float(heading[s]) for s in steps], "speed": [v] * len(steps)},
+                )
+                writer.write(meta, {(i, "front"): _image(v, w) for i in range(len(steps))})
+
+
+@pytest.fixture(scope="module")
+def data_and_bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wp")
+    write_ego_shards(root / "shards")
+    torch.manual_seed(0)
+    entry, model = Registry().backbone("test_resnet")
+    backbone = entry.obj.create(model, img_size=32)
+    write_bundle(root / "bundle", backbone=backbone, heads={}, manifest={"steps": 0})
+    return root / "shards", root / "bundle"
+
+
+def test_episodes_are_stitched_across_segments(wp, data_and_bundle):
+    shards, _ = data_and_bundle
+    episodes, camera = wp.read_episodes(str(shards), None)
+    assert camera == "front" and len(episodes) == 8
+    ep = episodes["ep00"]
+    assert ep.fps == 10.0 and sorted(ep.images) == list(range(40)) and sorted(ep.ego["x"]) == list(range(40))
+
+
+def test_examples_need_the_full_horizon(wp, data_and_bundle):
+    shards, _ = data_and_bundle
+    episodes, _ = wp.read_episodes(str(shards), None)
+    cfg = {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3}
+    x, y = wp.build_examples(episodes, ["ep00", "ep01"], cfg)
+    assert x.shape == (2 * (40 - 20), 3, 32, 32) and y.shape == (40, 3, 2)  # +2 s = 20 frames ahead
+    with pytest.raises(SystemExit, match="no frame has ego data"):
+        wp.build_examples(episodes, ["ep00"], cfg, horizons=(5.0,))
+
+
+def test_finetune_lowers_held_out_loss(wp, data_and_bundle, capsys):
+    shards, bundle = data_and_bundle
+    result = wp.main(str(bundle), str(shards), steps=25)
+    assert (result["train"], result["val"]) == (6 * 20, 2 * 20)
+    assert math.isfinite(result["loss_after"])
+    assert result["loss_after"] < 0.5 * result["loss_before"]
+    assert result["ade_after"] < result["ade_before"]
+    out = capsys.readouterr().out
+    assert "before: loss" in out and "after 25 steps: loss" in out
+
+
+def test_example_uses_plain_timm_for_the_backbone():
+    """Only the shard reader comes from ssltk; the bundle loads through timm's local-dir."""
+    tree = ast.parse(EXAMPLE.read_text())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {m for m in modules if m and m.startswith("ssltk")} == {"ssltk.data.format"}
+    assert 'f"local-dir:{bundle}", pretrained=True' in EXAMPLE.read_text()
+
+
+@pytest.mark.slow
+def test_script_runs_from_the_command_line(data_and_bundle):
+    import subprocess
+
+    shards, bundle = data_and_bundle
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(bundle), str(shards), "--steps", "2", "--batch-size", "4"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "after 2 steps: loss" in proc.stdout
