@@ -196,3 +196,19 @@ def test_extra_must_be_json(tmp_path):
     with pytest.raises(UsageError, match="JSON"):
         save_train_state(tmp_path / "ts", step=1, modules=modules, extra={"x": object()})
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_rng_and_device_state_round_trip(tmp_path):
+    model = nn.Linear(4, 4).cuda()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model(torch.randn(2, 4, device="cuda")).sum().backward()
+    opt.step()
+    save_train_state(tmp_path / "ts", step=1, modules={"m": model}, optimizer=opt)
+    a = torch.rand(3, device="cuda")
+    model2 = nn.Linear(4, 4).cuda()
+    opt2 = torch.optim.AdamW(model2.parameters(), lr=1e-2)
+    load_train_state(tmp_path / "ts", modules={"m": model2}, optimizer=opt2)
+    assert torch.equal(torch.rand(3, device="cuda"), a)
+    assert torch.equal(model2.weight, model.weight)
+    assert opt2.state_dict()["state"][0]["exp_avg"].device.type == "cuda"
