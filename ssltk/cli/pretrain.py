@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -136,11 +137,13 @@ def register(app: typer.Typer, state: AppState) -> None:
         if dry_run:
             console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="", markup=False)
             return
-        if resume is None:
+        main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes and prints
+        if resume is None and main_rank:
             from ssltk.bundle import check_out_dir
 
             check_out_dir(Path(cfg.out), overwrite)
             Path(cfg.out).mkdir(parents=True, exist_ok=True)
             (Path(cfg.out) / RUN_CONFIG).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        result = run_pretrain(cfg, registry, resume=resume is not None, overwrite=overwrite)
-        console.print(summary_panel(result))
+        result = run_pretrain(cfg, registry, resume=resume is not None, overwrite=overwrite, show_progress=main_rank)
+        if main_rank:
+            console.print(summary_panel(result))

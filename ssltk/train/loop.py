@@ -46,6 +46,7 @@ class RunResult:
     skipped: dict[str, int] = field(default_factory=dict)
     samples_per_s: float = 0.0
     plan: dict[str, Any] = field(default_factory=dict)
+    data_fingerprints: list[str | None] = field(default_factory=list)  # per rank, first batch
 
 
 def _chunk_seed(seed: int, chunk: int, rank: int) -> int:
@@ -114,6 +115,11 @@ def _loader(cfg: TrainConfig, data: DataInfo, plan: ViewPlan, rt: Runtime, chunk
     )
 
 
+def _fingerprint(batch) -> str:
+    ids = torch.stack([batch["episode"][:, 0], batch["frame_index"][:, 0]], 1).cpu().numpy().tobytes()
+    return hashlib.sha1(ids).hexdigest()[:16]
+
+
 def _scalar_metrics(outputs) -> dict[str, float]:
     row: dict[str, float] = {}
     for name, out in outputs.items():
@@ -177,6 +183,7 @@ def pretrain(
     from ssltk.batch import to_device
 
     t_start, samples_seen, window = time.perf_counter(), 0, []
+    fingerprint = None  # of this rank's first batch: lets users (and tests) see that ranks read different data
     last_row: dict[str, float] = {}
     micro = cfg.accum_steps
     model.train()
@@ -190,6 +197,8 @@ def pretrain(
             total_loss, outputs = 0.0, {}
             for m in range(micro):
                 batch = to_device(next(batches), rt.device)
+                if fingerprint is None:
+                    fingerprint = _fingerprint(batch)
                 for kind, n in (batch.pop("skipped", None) or {}).items():
                     skipped[kind] = skipped.get(kind, 0) + int(n)
                 sync = nullcontext() if (m == micro - 1 or not rt.distributed) else train_model.no_sync()
@@ -241,8 +250,12 @@ def pretrain(
             torch.distributed.barrier()
 
     elapsed = max(1e-9, time.perf_counter() - t_start)
+    fingerprints = [fingerprint]
+    if rt.distributed:
+        fingerprints = [None] * rt.world_size
+        torch.distributed.all_gather_object(fingerprints, fingerprint)
     result = RunResult(out, step, {k: v for k, v in last_row.items() if k.startswith("loss")}, skipped,
-                       samples_seen / elapsed, plan.describe())
+                       samples_seen / elapsed, plan.describe(), fingerprints)
     if rt.is_main:
         log.close()
         _write_bundle(cfg, model, plan, data, rt, result, registry)
@@ -281,6 +294,7 @@ def _write_bundle(cfg: TrainConfig, model: SSLModel, plan: ViewPlan, data: DataI
         "seed": cfg.seed,
         "steps": result.steps,
         "world_size": rt.world_size,
+        "data_fingerprints": result.data_fingerprints,
         "global_batch": cfg.batch_size * cfg.accum_steps * rt.world_size,
         "precision": rt.precision,
         "device": str(rt.device),
