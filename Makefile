@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q examples/ssltk-frame-order/tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
