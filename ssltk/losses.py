@@ -116,6 +116,18 @@ def masked_infonce(
     the boolean masks; positives are handled as a sparse list of pairs.
     """
     tau = check_temperature(temperature)
+    with torch.autocast(anchors.device.type, enabled=False):  # similarities and softmax in float32 at least
+        return _masked_infonce(
+            _at_least_float32(anchors), positives, _at_least_float32(keys), anchor_valid, key_valid,
+            exclude, self_index, tau, normalize, stats,
+        )
+
+
+def _at_least_float32(x: torch.Tensor | None) -> torch.Tensor | None:
+    return x.float() if x is not None and x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _masked_infonce(anchors, positives, keys, anchor_valid, key_valid, exclude, self_index, tau, normalize, stats):
     n, dev = anchors.shape[0], anchors.device
     q = F.normalize(anchors, dim=-1) if normalize else anchors
     k = q if keys is None else (F.normalize(keys, dim=-1) if normalize else keys)

@@ -5,6 +5,9 @@ Representations" (ICML 2020). Each anchor frame is seen twice, independently
 augmented (``t`` and ``t:aug``); the two copies are positives, every other row
 of the batch (all ranks with ``gather``) is a negative. With ``2N`` rows this
 is NT-Xent: ``2N`` anchors, one positive and ``2N - 2`` negatives each.
+Other samples of the very same frame (same episode and ``frame_index``, which
+happens when several samples are drawn from one segment) are not negatives;
+``guard`` widens that window, ``guard=-1`` gives textbook SimCLR.
 See ``docs/objectives/per-frame.md``.
 """
 
@@ -13,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import ssltk
-from ssltk import ViewRequest
-from ssltk.contrastive import ContrastiveObjective, ContrastiveOptions, Masks, Rows, parse_cameras, same
+from ssltk import UsageError, ViewRequest
+from ssltk.contrastive import ContrastiveObjective, ContrastiveOptions, Masks, Rows, near, parse_cameras, same
 
 __all__ = ["PerFrame", "register_objectives"]
 
@@ -24,10 +27,13 @@ class PerFrameOptions(ContrastiveOptions):
     """Options of ``per-frame``."""
 
     cameras: str = field(default="anchor", metadata={"help": "'anchor', 'all' or names; each camera is its own view"})
+    guard: int = field(default=0, metadata={"help": "same-episode rows within this many frames are not negatives (-1: none)"})
 
     def validate(self) -> None:
         super().validate()
         parse_cameras(self.cameras)
+        if self.guard < -1:
+            raise UsageError(f"guard must be >= 0 frames, or -1 for none; got {self.guard}")
 
 
 class PerFrame(ContrastiveObjective):
@@ -44,7 +50,8 @@ class PerFrame(ContrastiveObjective):
         pos = same(anchors.sample, keys.sample)
         pos &= same(anchors.camera, keys.camera)
         pos &= ~same(anchors.slot, keys.slot)
-        return Masks(pos)
+        guard = self.options.guard
+        return Masks(pos, near(anchors.frame, anchors, keys, guard) if guard >= 0 else None)
 
 
 @ssltk.hookimpl

@@ -220,3 +220,14 @@ def test_collapse_shows_in_emb_std():
     pos = torch.eye(8, dtype=torch.bool).roll(1, 1)
     assert masked_infonce(collapsed, pos).stats["emb_std"] < 1e-3
     assert masked_infonce(spread, pos).stats["emb_std"] > 0.2
+
+
+def test_half_precision_inputs_are_scored_in_float32():
+    torch.manual_seed(5)
+    z = torch.randn(8, 4)
+    pos = torch.eye(8, dtype=torch.bool).roll(1, 1)
+    ref = masked_infonce(z, pos, temperature=0.05).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = masked_infonce(z.bfloat16(), pos, temperature=0.05).loss
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=2e-2, atol=2e-2)

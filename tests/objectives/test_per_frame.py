@@ -63,13 +63,34 @@ def test_each_camera_is_its_own_view(naive, batch_of):
     B = 3
     batch = batch_of(list(range(B)), [[5, 5]] * B, slots=["t", "t:aug"], cameras=["front", "left"])
     emb = torch.randn(B, 2, 2, 4)
-    out = PerFrame.from_options(4, proj_dim=0, cameras="all")(emb, batch)
+    out = PerFrame.from_options(4, proj_dim=0, cameras="all", guard=-1)(emb, batch)
     want, n, _ = naive(emb, batch, 0.1, same_frame_other_copy)
     assert out.loss.item() == pytest.approx(want, rel=1e-5) and n == 12
-    assert out.metrics["pos_per_anchor"] == 1.0
+    assert out.metrics["pos_per_anchor"] == 1.0 and out.metrics["neg_per_anchor"] == 10.0
+    # by default the other camera's view of the same moment is not a negative either
+    out = PerFrame.from_options(4, proj_dim=0, cameras="all")(emb, batch)
+    assert out.metrics["neg_per_anchor"] == 8.0
 
 
-@pytest.mark.parametrize("opts", [{"temperature": 0}, {"temperature": -1}, {"proj_dim": -1}, {"cameras": " "}])
+@pytest.mark.parametrize("opts", [{"temperature": 0}, {"temperature": -1}, {"proj_dim": -1}, {"cameras": " "}, {"guard": -2}])
 def test_bad_options(opts):
     with pytest.raises(UsageError):
         PerFrame.from_options(8, **opts)
+
+
+def test_copies_of_the_same_frame_in_other_samples_are_not_negatives(naive, batch_of):
+    torch.manual_seed(3)
+    B = 4  # samples 0 and 1 are the same frame of episode 5; 2 is one frame later
+    batch = batch_of([5, 5, 5, 6], [[10, 10], [10, 10], [11, 11], [10, 10]], slots=["t", "t:aug"])
+    emb = torch.randn(B, 2, 1, 4)
+
+    def duplicate(a, k):
+        return a["episode"] == k["episode"] and abs(a["frame"] - k["frame"]) <= 0
+
+    out = PerFrame.from_options(4, proj_dim=0)(emb, batch)
+    want, _, _ = naive(emb, batch, 0.1, same_frame_other_copy, duplicate)
+    assert out.loss.item() == pytest.approx(want, rel=1e-5)
+    assert out.metrics["neg_per_anchor"] == pytest.approx((4 * 4 + 4 * 6) / 8)  # rows of samples 0/1 lose 2 keys
+    textbook = PerFrame.from_options(4, proj_dim=0, guard=-1)(emb, batch)
+    want, _, _ = naive(emb, batch, 0.1, same_frame_other_copy)
+    assert textbook.loss.item() == pytest.approx(want, rel=1e-5) and textbook.metrics["neg_per_anchor"] == 6.0
