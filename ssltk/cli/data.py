@@ -35,15 +35,23 @@ def _split_list(text: Optional[str]) -> Optional[list[str]]:
 
 @contextlib.contextmanager
 def _progress(label: str, total: int | None = None) -> Iterator:
-    """A rich progress bar on stderr; yields ``update(completed, total=None)``."""
+    """A rich progress bar on stderr, shown from the first update on; yields ``update(completed, total=None)``."""
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(label, total=total)
+    bar = Progress(*columns, console=err_console, transient=True)
+    task = None
 
-        def update(completed: int, new_total: int | None = None) -> None:
-            bar.update(task, completed=completed, **({"total": new_total} if new_total is not None else {}))
+    def update(completed: int, new_total: int | None = None) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(label, total=new_total if new_total is not None else total)
+        bar.update(task, completed=completed, **({"total": new_total} if new_total is not None else {}))
 
+    try:
         yield update
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 def _synth_cmd(

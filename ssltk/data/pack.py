@@ -377,13 +377,14 @@ def pack_episodes(
         writer.abort()
         raise
     manifest = writer.close()
-    missing = Counter()
+    missing = {cam: 0 for cam in sorted({c for ep in episodes for c in ep.cameras})}
     for ep in episodes:
         for fr in ep.frames:
-            missing.update(cam for cam in ep.cameras if cam not in fr.images)
+            for cam in ep.cameras:
+                missing[cam] += cam not in fr.images
     return {
         "out": str(out), "episodes": len(episodes), "timesteps": sum(len(ep.frames) for ep in episodes),
-        "images": total, "missing": dict(sorted(missing.items())), "segments": manifest["segments"],
+        "images": total, "missing": missing, "segments": manifest["segments"],
         "shards": len(manifest["shards"]), "bytes": sum(s["bytes"] for s in manifest["shards"]),
         "passed_through": report.passed_through, "reencoded": report.reencoded, "skipped": dict(report.skipped),
         "messages": report.messages, "ignored_files": report.ignored_files, "ignored_fields": sorted(report.ignored_fields),
