@@ -144,4 +144,4 @@ def test_defaults_are_the_documented_scale():
     opts = ProbeOptions()
     assert opts.seeds == (0, 1) and opts.max_frames == 600 and opts.inputs == ("t,t-1",)
     assert opts.horizons == (0.5, 1.0, 2.0) and opts.dts == (1, 5, 10)
-    assert np.isclose(opts.test_fraction, 0.3)
+    assert np.isclose(opts.test_fraction, 0.35)

@@ -98,24 +98,27 @@ def write_chart(result: dict[str, Any], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     panels = [
-        ("R² (regression, probe-test)", [r for r in result["rows"] if r["metric"] == "R²"]),
-        ("top-1 (retrieval)", [r for r in result["rows"] if r["metric"] == "top-1"]),
-        ("waypoint ADE, m (lower is better)", [r for r in result["rows"] if r["metric"] == "ADE (m)"]),
+        ("R² on probe-test (↑)", "R²", -0.5),
+        ("retrieval top-1 (↑)", "top-1", 0.0),
+        ("waypoint ADE, m (↓)", "ADE (m)", None),
     ]
+    panels = [(t, [r for r in result["rows"] if r["metric"] == m], lo) for t, m, lo in panels]
     panels = [p for p in panels if p[1]]
-    widths = [max(2, len(rows)) for _, rows in panels] or [1]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(2.2 + 0.9 * sum(widths), 4.2),
+    widths = [max(2, len(rows)) for _, rows, _ in panels] or [1]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(2.5 + 0.9 * sum(widths), 4.4),
                              gridspec_kw={"width_ratios": widths}, squeeze=False)
     cols = result["columns"]
-    for ax, (title, rows) in zip(axes[0], panels):
-        _bars(ax, rows, cols)
+    for ax, (title, rows, lo) in zip(axes[0], panels):
+        _bars(ax, rows, cols, lo)
         ax.set_title(title, fontsize=10)
-        if not title.startswith("waypoint"):  # R² and top-1 live in [.., 1]; very negative R² is clipped
-            ax.set_ylim(max(-0.5, min(0.0, ax.get_ylim()[0])), 1.05)
     if panels:
-        axes[0][0].legend([column_label(c) for c in cols], fontsize=8, loc="best")
-    fig.suptitle(f"ssltk probe: {Path(result['bundle']['path']).name}", fontsize=11)
-    fig.tight_layout()
+        from matplotlib.patches import Patch
+
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        handles = [Patch(color=colours[i % len(colours)], label=column_label(c)) for i, c in enumerate(cols)]
+        fig.legend(handles=handles, loc="upper right", ncol=len(cols), fontsize=8, frameon=False)
+    fig.suptitle(f"ssltk probe: {Path(result['bundle']['path']).name}", fontsize=11, x=0.01, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     fig.savefig(tmp, dpi=110)
@@ -124,20 +127,28 @@ def write_chart(result: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def _bars(ax, rows: list[dict[str, Any]], cols: list[str]) -> None:
+def _bars(ax, rows: list[dict[str, Any]], cols: list[str], lo: float | None) -> None:
+    """Grouped bars, one group per row; with ``lo``, values below it are drawn clipped (hatched, no error bar)."""
     import numpy as np
 
     n = len(cols)
     width = 0.8 / n
     x = np.arange(len(rows))
     for i, col in enumerate(cols):
-        means = [r["summary"][col]["mean"] for r in rows]
-        stds = [r["summary"][col]["std"] or 0.0 for r in rows]
-        vals = [np.nan if m is None else m for m in means]
-        ax.bar(x + (i - (n - 1) / 2) * width, vals, width, yerr=stds, capsize=2)
+        means = np.array([np.nan if r["summary"][col]["mean"] is None else r["summary"][col]["mean"] for r in rows])
+        stds = np.array([r["summary"][col]["std"] or 0.0 for r in rows])
+        clipped = np.zeros(len(rows), bool) if lo is None else means < lo
+        shown = means if lo is None else np.maximum(means, lo)
+        bars = ax.bar(x + (i - (n - 1) / 2) * width, shown, width, yerr=np.where(clipped, 0.0, stds),
+                      capsize=2, color=f"C{i}")
+        for bar, c in zip(bars, clipped):
+            if c:
+                bar.set_hatch("//")
     ax.set_xticks(x)
     ax.set_xticklabels([r["probe"].replace("cross-camera ", "") for r in rows], rotation=35, ha="right", fontsize=8)
     ax.axhline(0.0, color="black", linewidth=0.6)
+    if lo is not None:
+        ax.set_ylim(lo, 1.05)
     for j, r in enumerate(rows):
         if r["not_observable"]:
-            ax.annotate("n/o", (j, 0), ha="center", va="bottom", fontsize=7, color="grey")
+            ax.annotate("n/o", (j, 1.0), ha="center", va="top", fontsize=7, color="grey")

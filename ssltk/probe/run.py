@@ -45,7 +45,7 @@ class ProbeOptions:
     dts: tuple[int, ...] = (1, 5, 10)  # temporal retrieval offsets, in frames
     max_queries: int = 400  # temporal retrieval queries per seed
     max_cross: int = 192  # extra-camera frames encoded per model for cross-camera retrieval (all cameras together)
-    test_fraction: float = 0.3
+    test_fraction: float = 0.35  # 8 episodes -> 3 probe-test episodes
     raw_side: int = 16
     batch_size: int = 64
 

@@ -9,7 +9,7 @@ import numpy as np
 from ssltk.errors import UsageError
 
 
-def split_episodes(episodes: Iterable[str], seed: int, test_fraction: float = 0.3) -> tuple[list[str], list[str]]:
+def split_episodes(episodes: Iterable[str], seed: int, test_fraction: float = 0.35) -> tuple[list[str], list[str]]:
     """``(train, test)`` episode names: a seeded permutation of the sorted names, at least one in each."""
     names = sorted(set(episodes))
     if len(names) < 2:
