@@ -35,7 +35,9 @@ import torch.nn.functional as F
 from ssltk.errors import UsageError
 
 __all__ = [
+    "STAT_NAMES",
     "InfoNCEOutput",
+    "all_reduce_sum",
     "check_temperature",
     "gather_nograd",
     "gather_with_grad",
@@ -140,6 +142,8 @@ def _masked_infonce(anchors, positives, keys, anchor_valid, key_valid, exclude, 
         k_valid = a_valid if keys is None else torch.ones(m, dtype=torch.bool, device=dev)
     else:
         k_valid = key_valid.bool()
+    positives = positives.bool()
+    exclude = exclude.bool() if exclude is not None else None
     for name, mask in (("positives", positives), ("exclude", exclude)):
         if mask is not None and tuple(mask.shape) != (n, m):
             raise ValueError(f"{name} must be [N, M] = {(n, m)}, got {tuple(mask.shape)}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 
 import pytest
 import torch
@@ -105,7 +106,10 @@ def ranks(tmp_path_factory) -> list[dict]:
     """Run both variants (gather on/off) in one 2-process group; each rank's results."""
     path = tmp_path_factory.mktemp("dist")
     # fork starts in well under a second; spawn re-imports torch in each child (~5-10 s here).
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    # Fork only from a single-threaded parent (no Python threads, one torch thread): forking a
+    # process with running threads can deadlock the child.
+    single = threading.active_count() == 1 and torch.get_num_threads() == 1
+    method = "fork" if single and "fork" in mp.get_all_start_methods() else "spawn"
     mp.start_processes(_worker, args=(free_port(), str(path)), nprocs=WORLD, join=True, start_method=method)
     return [torch.load(path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
