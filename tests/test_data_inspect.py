@@ -52,6 +52,7 @@ def test_numbers_match_a_naive_count(tmp_path):
     info = inspect_shards(tmp_path / "s")
     ref = naive_summary(tmp_path / "s")
     assert {k: info[k] for k in ref} == ref
+    assert info["frames"] == 3 * 20 * 2 - sum(ref["missing"].values())
     assert info["shards"] == len(list((tmp_path / "s").glob("*.tar"))) > 1
     assert info["bytes"] == sum(p.stat().st_size for p in (tmp_path / "s").glob("*.tar"))
     assert info["cameras"] == ["front", "rear"] and info["fps"] == [10.0] and info["image_size"] == [[32, 32]]
@@ -66,7 +67,7 @@ def test_closed_form_counts_and_unknown_ego_values(tmp_path):
                       segment_length=8, overlap=0)  # fmt: skip
     info = inspect_shards(tmp_path / "t")
     assert info["timesteps"] == 24 and info["segments"] == 4 and info["episodes"] == 2
-    assert info["missing"] == {"front": 0, "rear": 4} and info["images"] == 24 * 2 - 4
+    assert info["missing"] == {"front": 0, "rear": 4} and info["images"] == 24 * 2 - 4 == info["frames"]
     assert info["ego_fields"] == {"speed": 1.0, "steering": 0.0}  # steering is unknown everywhere
     assert info["segment_length"] == {"4": 2, "8": 2}
 

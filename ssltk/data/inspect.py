@@ -3,8 +3,8 @@
 :func:`inspect_shards` reads only the segment JSON of each sample (image
 members are skipped without decoding), so it is quick even on large sets.
 Overlapping segments store some timesteps twice; counts of ``timesteps`` and
-``missing`` frames are of distinct ``(episode, timestep)`` pairs, while
-``images`` counts stored image members.
+``missing`` and ``frames`` are of distinct ``(episode, timestep)`` pairs and
+camera frames, while ``images`` counts stored image members.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def inspect_shards(spec: str | Path | Iterable[str]) -> dict[str, Any]:
     image_bytes: Counter = Counter()
     fps, sizes, versions, lengths = set(), set(), set(), Counter()
     ego: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # field -> [known, total] over distinct timesteps
-    segments = images = 0
+    segments = images = frames = 0
     for _, meta, sizes_by_cam in iter_metas(paths):
         segments += 1
         lengths[meta.length] += 1
@@ -91,6 +91,7 @@ def inspect_shards(spec: str | Path | Iterable[str]) -> dict[str, Any]:
             if (meta.episode, meta.start + i) in seen:
                 continue
             seen.add((meta.episode, meta.start + i))
+            frames += len(meta.cameras)
             ep["timesteps"] += 1
             ep["t0"] = ts if ep["t0"] is None else min(ep["t0"], ts)
             ep["t1"] = ts if ep["t1"] is None else max(ep["t1"], ts)
@@ -108,6 +109,7 @@ def inspect_shards(spec: str | Path | Iterable[str]) -> dict[str, Any]:
         "episodes": len(episodes),
         "segments": segments,
         "timesteps": timesteps,
+        "frames": frames - sum(missing.values()),  # distinct camera frames with an image
         "images": images,
         "cameras": cameras,
         "missing": {cam: missing.get(cam, 0) for cam in cameras},
@@ -140,7 +142,7 @@ def summary_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
         ("episodes", f"{info['episodes']}  ({spread['min']}-{spread['max']} timesteps, {info['duration_s']:.1f} s in all)"),
         ("segments", f"{info['segments']}  (length {json.dumps(info['segment_length'])})"),
         ("timesteps", str(info["timesteps"])),
-        ("images", f"{info['images']} stored (overlapping segments store some twice)"),
+        ("frames", f"{info['frames']} camera frames, {info['images']} images stored (overlapping segments store some twice)"),
         ("cameras", ", ".join(info["cameras"])),
         ("missing frames", missing),
         ("fps", ", ".join(f"{v:g}" for v in info["fps"]) or "unknown"),

@@ -7,9 +7,11 @@ the vehicle, so every ground pixel hits the flat ground at a fixed point of the
 vehicle frame: :class:`Camera` computes those points (and their footprints)
 once, and a frame only rotates/translates them into the world
 (:meth:`Renderer.render`). Roads are shaded per pixel from road coordinates
-``(s, d)`` found by a vectorised Newton projection onto the centre line; boxes
-(vehicles, buildings) and billboards (trees, poles, signs) are painted far to
-near with anti-aliased edges. No per-pixel Python.
+``(s, d)`` found by a vectorised Newton projection onto the centre line, with
+lines and textures anti-aliased by each pixel's ground footprint. Boxes
+(vehicles, buildings) and billboards (trees, poles, signs) are projected for
+all cameras at once, then drawn far to near with PIL at ``SUPERSAMPLE`` times
+the resolution and box-filtered down. No per-pixel Python.
 """
 
 from __future__ import annotations
@@ -114,18 +116,6 @@ class Camera:
         self.hill_idx = np.flatnonzero((self.elev.ravel() > -0.02) & (self.elev.ravel() < HILL_MAX + 0.02))
         self.hill_az = (self.azim.ravel()[self.hill_idx] % (2 * math.pi)).astype(np.float32)
         self.hill_elev = self.elev.ravel()[self.hill_idx].astype(np.float32)
-
-    def to_camera(self, pts: np.ndarray) -> np.ndarray:
-        """Vehicle-frame points (..., 3) -> camera coordinates (..., 3) as (right, up, depth)."""
-        return (pts - self.pos) @ self.basis.T
-
-    def project(self, cam_pts: np.ndarray) -> np.ndarray:
-        """Camera coordinates (..., 3) with depth > 0 -> pixel coordinates (..., 2)."""
-        z = cam_pts[..., 2]
-        return np.stack([self.cx + self.f * cam_pts[..., 0] / z, self.cy - self.f * cam_pts[..., 1] / z], axis=-1)
-
-
-# ---------------------------------------------------------------- geometry helpers
 
 
 # ---------------------------------------------------------------- boxes
