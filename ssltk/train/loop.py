@@ -270,16 +270,7 @@ def _write_bundle(cfg: TrainConfig, model: SSLModel, plan: ViewPlan, data: DataI
     from ssltk.objectives import options_dict
 
     curve = plot_loss_curve(MetricsLog.rows_of(cfg.out), Path(cfg.out))
-    backbone = model.backbone
     manifest = {
-        "backbone": {
-            "family": backbone.family,
-            "name": backbone.model_name,
-            "kwargs": backbone.model_kwargs,
-            "num_features": backbone.num_features,
-        },
-        "input_size": backbone.data_config["input_size"],
-        "normalization": {"mean": backbone.data_config["mean"], "std": backbone.data_config["std"]},
         "objectives": [
             {
                 "name": name,
@@ -305,5 +296,5 @@ def _write_bundle(cfg: TrainConfig, model: SSLModel, plan: ViewPlan, data: DataI
     extra = {"metrics.jsonl": Path(cfg.out) / "metrics.jsonl"}
     if curve is not None:
         extra["loss_curve.png"] = curve
-    write_bundle(Path(cfg.out), backbone=backbone, heads=dict(model.objectives), manifest=manifest, extra_files=extra,
+    write_bundle(Path(cfg.out), backbone=model.backbone, heads=dict(model.objectives), manifest=manifest, extra_files=extra,
                  pm=registry.pm)
