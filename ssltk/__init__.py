@@ -21,6 +21,18 @@ try:
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
 
+
+
+def load_backbone(path, device="cpu"):
+    """Load a bundle's backbone: ``(model in eval mode, {"mean", "std", "input_size", "interpolation"})``.
+
+    Same weights as ``timm.create_model("local-dir:PATH", pretrained=True)``; see docs/bundle_format.md.
+    """
+    from ssltk.bundle import load_backbone as _load
+
+    return _load(path, device)
+
+
 __all__ = [
     "Backbone",
     "BackboneFamily",
@@ -37,6 +49,7 @@ __all__ = [
     "ViewRequest",
     "__version__",
     "get_plugin_manager",
+    "load_backbone",
     "hookimpl",
     "validate_batch",
 ]
