@@ -98,6 +98,7 @@ def masked_infonce(
     temperature: float = 0.1,
     normalize: bool = True,
     stats: bool = True,
+    inplace_backward: bool = True,
 ) -> InfoNCEOutput:
     """Multi-positive InfoNCE (SupCon ``L_out``) over boolean masks.
 
@@ -113,6 +114,9 @@ def masked_infonce(
             default ``arange(N)`` when ``keys is None``, no self otherwise. ``-1`` = none.
         temperature: ``tau > 0``.
         stats: also compute the health statistics (:data:`STAT_NAMES`, floats).
+        inplace_backward: turn the saved softmax into the gradient in place (saves an
+            ``[N, M]`` allocation); set False to backpropagate through the loss more
+            than once (``retain_graph=True``, ``gradcheck``), which otherwise raises.
 
     Cost: one ``[N, M]`` float matrix kept for the backward pass (the softmax) plus
     the boolean masks; positives are handled as a sparse list of pairs.
@@ -121,7 +125,7 @@ def masked_infonce(
     with torch.autocast(anchors.device.type, enabled=False):  # similarities and softmax in float32 at least
         return _masked_infonce(
             _at_least_float32(anchors), positives, _at_least_float32(keys), anchor_valid, key_valid,
-            exclude, self_index, tau, normalize, stats,
+            exclude, self_index, tau, normalize, stats, inplace_backward,
         )
 
 
@@ -129,7 +133,7 @@ def _at_least_float32(x: torch.Tensor | None) -> torch.Tensor | None:
     return x.float() if x is not None and x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def _masked_infonce(anchors, positives, keys, anchor_valid, key_valid, exclude, self_index, tau, normalize, stats):
+def _masked_infonce(anchors, positives, keys, anchor_valid, key_valid, exclude, self_index, tau, normalize, stats, inplace):
     n, dev = anchors.shape[0], anchors.device
     q = F.normalize(anchors, dim=-1) if normalize else anchors
     k = q if keys is None else (F.normalize(keys, dim=-1) if normalize else keys)
@@ -161,7 +165,7 @@ def _masked_infonce(anchors, positives, keys, anchor_valid, key_valid, exclude, 
         return out
 
     qs = q * (1.0 / tau)  # scale the [N, D] side, never the [N, M] matrix
-    lse, prob, best = _MaskedLogSumExp.apply(qs, k, k_valid, exclude, self_index, pr, pc, active)
+    lse, prob, peak = _MaskedLogSumExp.apply(qs, k, k_valid, exclude, self_index, pr, pc, active, inplace)
     pos_logit = (qs[pr] * k[pc]).sum(-1)  # s_ip for every positive pair
     pos_mean = qs.new_zeros(n).index_add(0, pr, pos_logit) / num_pos.clamp(min=1)
     per_anchor = torch.where(active, lse - pos_mean, 0.0)
@@ -170,7 +174,7 @@ def _masked_infonce(anchors, positives, keys, anchor_valid, key_valid, exclude, 
     out = InfoNCEOutput(loss_sum / count.clamp(min=1), loss_sum, count, per_anchor, active, num_pos)
     if stats:
         pairs = _Pairs(positives, exclude, pr, pc, pos_logit.detach(), self_index, a_valid, k_valid, active, num_pos)
-        out.stats = _stats(q.detach(), qs.detach(), k.detach(), prob, best, pairs, tau)
+        out.stats = _stats(q.detach(), qs.detach(), k.detach(), prob, peak, pairs, tau)
     return out
 
 
@@ -179,36 +183,42 @@ class _MaskedLogSumExp(torch.autograd.Function):
 
     Outside ``A(i)`` (invalid keys, the anchor itself, excluded keys that are not
     positives) the logits are ``-inf``. Rows that do not enter the loss are set to
-    0 (a finite, ignored value), so no row is ever all ``-inf``. Also returns the
-    softmax ``P`` and its row argmax (both non-differentiable) for the statistics.
+    0 (a finite, ignored value), so no row is ever all ``-inf``. The softmax ``P``
+    is computed in place in the logits buffer and returned too, with each row's
+    maximum of ``P`` (both non-differentiable, for the statistics). Backward turns that buffer into the gradient in place
+    (``dlse_i / ds_ik = P_ik``) when ``inplace``: one ``[N, M]`` matrix in all; a second
+    backward through the same graph then fails autograd's in-place check instead of
+    going wrong.
     """
 
     @staticmethod
-    def forward(ctx, qs, k, k_valid, exclude, self_index, pr, pc, active):
-        logits = qs @ k.T  # [N, M]
+    def forward(ctx, qs, k, k_valid, exclude, self_index, pr, pc, active, inplace):
+        ctx.inplace = inplace
+        prob = qs @ k.T  # [N, M] logits, soon the softmax
         if not bool(k_valid.all()):
-            logits.masked_fill_(~k_valid[None, :], float("-inf"))
+            prob.masked_fill_(~k_valid[None, :], float("-inf"))
         if exclude is not None:
-            logits.masked_fill_(exclude, float("-inf"))
-            logits[pr, pc] = (qs[pr] * k[pc]).sum(-1)  # positives stay in the denominator
+            prob.masked_fill_(exclude, float("-inf"))
+            prob[pr, pc] = (qs[pr] * k[pc]).sum(-1)  # positives stay in the denominator
         rows = (self_index >= 0).nonzero().squeeze(1)
-        logits[rows, self_index[rows]] = float("-inf")
-        logits.index_fill_(0, (~active).nonzero().squeeze(1), 0.0)
-        prob = torch.softmax(logits, dim=1)
-        best = prob.argmax(1, keepdim=True)  # P >= 1/M there: its log is exact enough
-        lse = (logits.gather(1, best) - prob.gather(1, best).log()).squeeze(1)
-        del logits
+        prob[rows, self_index[rows]] = float("-inf")
+        prob.index_fill_(0, (~active).nonzero().squeeze(1), 0.0)
+        top = prob.amax(1, keepdim=True)  # finite: every row has a finite entry
+        total = prob.sub_(top).exp_().sum(1, keepdim=True)  # >= 1 (the max contributes exp(0))
+        prob.div_(total)
+        peak = total.reciprocal().squeeze(1)  # the row maximum of P, exactly as div_ computed it
         ctx.save_for_backward(qs, k, prob)
-        ctx.mark_non_differentiable(prob, best)
-        return lse, prob, best.squeeze(1)
+        ctx.mark_non_differentiable(prob, peak)
+        return (top + total.log()).squeeze(1), prob, peak
 
     @staticmethod
-    def backward(ctx, grad_lse, _grad_prob, _grad_best):
+    def backward(ctx, grad_lse, _grad_prob, _grad_peak):
         qs, k, prob = ctx.saved_tensors
-        g = prob * grad_lse[:, None]  # d lse_i / d s_ik = P_ik
+        g = grad_lse[:, None]  # d lse_i / d s_ik = P_ik
+        g = prob.mul_(g) if ctx.inplace else prob * g
         grad_q = g @ k if ctx.needs_input_grad[0] else None
         grad_k = g.T @ qs if ctx.needs_input_grad[1] else None
-        return grad_q, grad_k, None, None, None, None, None, None
+        return grad_q, grad_k, None, None, None, None, None, None, None
 
 
 @dataclass
@@ -234,7 +244,7 @@ def _empty_stats(a_valid, active) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _stats(q, qs, k, prob, best, p: _Pairs, tau: float) -> dict[str, float]:
+def _stats(q, qs, k, prob, peak, p: _Pairs, tau: float) -> dict[str, float]:
     """Health statistics as floats (one device sync); dense work only in row chunks of ``prob``."""
     n, act = q.shape[0], p.active
     qd, kd = qs.double(), k.double()
@@ -251,12 +261,15 @@ def _stats(q, qs, k, prob, best, p: _Pairs, tau: float) -> dict[str, float]:
         neg_cnt -= torch.bincount(er, minlength=n)
     # Effective number of negatives: (sum P)^2 / sum P^2 over the negatives (inverse Simpson index).
     mass, sq = prob.new_zeros(n), prob.new_zeros(n)
+    buf = prob.new_empty((min(n, _STATS_CHUNK), prob.shape[1]))  # one buffer reused for every chunk
     for lo in range(0, n, _STATS_CHUNK):
-        chunk = torch.where(p.positives[lo : lo + _STATS_CHUNK], 0.0, prob[lo : lo + _STATS_CHUNK])
-        mass[lo : lo + _STATS_CHUNK] = chunk.sum(1)
-        sq[lo : lo + _STATS_CHUNK] = torch.linalg.vector_norm(chunk, dim=1).square()
+        sl = slice(lo, lo + _STATS_CHUNK)
+        chunk = buf[: prob[sl].shape[0]].copy_(prob[sl]).masked_fill_(p.positives[sl], 0.0)
+        mass[sl], sq[sl] = chunk.sum(1), torch.linalg.vector_norm(chunk, dim=1).square()
     eff = torch.where(act & (sq > 0), mass.square() / sq.clamp(min=1e-38), 0.0)
-    hit = p.positives.gather(1, best[:, None]).squeeze(1) & act
+    # top-1: the most similar key in the denominator is a positive (its P is the row maximum).
+    best_pos = prob.new_zeros(n).scatter_reduce(0, p.pr, prob[p.pr, p.pc], "amax")
+    hit = (best_pos >= peak) & act
     qv = q[p.a_valid].float()
     emb_std = F.normalize(qv, dim=-1).std(0).mean() if qv.shape[0] > 1 else qv.new_zeros(())
     count = act.sum().double().clamp(min=1)

@@ -181,7 +181,9 @@ def test_gradcheck(shared):
     av[0] = kv[1 if shared else 0] = True
     q.requires_grad_(True)
     if shared:
-        fn = lambda q: masked_infonce(q, pos, anchor_valid=av, exclude=excl, temperature=0.3, stats=False).loss  # noqa: E731
+        fn = lambda q: masked_infonce(  # noqa: E731
+            q, pos, anchor_valid=av, exclude=excl, temperature=0.3, stats=False, inplace_backward=False
+        ).loss
         assert torch.autograd.gradcheck(fn, (q,))
     else:
         k.requires_grad_(True)
@@ -189,7 +191,8 @@ def test_gradcheck(shared):
 
         def fn(q, k):
             return masked_infonce(
-                q, pos, keys=k, anchor_valid=av, key_valid=kv, exclude=excl, self_index=si, temperature=0.3, stats=False
+                q, pos, keys=k, anchor_valid=av, key_valid=kv, exclude=excl, self_index=si, temperature=0.3,
+                stats=False, inplace_backward=False,
             ).loss
 
         assert torch.autograd.gradcheck(fn, (q, k))
@@ -231,3 +234,20 @@ def test_half_precision_inputs_are_scored_in_float32():
         got = masked_infonce(z.bfloat16(), pos, temperature=0.05).loss
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, ref, rtol=2e-2, atol=2e-2)
+
+
+def test_inplace_backward_gives_the_same_gradients_and_refuses_a_second_pass():
+    q, k, pos, excl, av, kv, si = random_case(7, 9, 3, seed=6, shared_keys=False)
+    grads = []
+    for inplace in (False, True):
+        qq, kk = q.clone().requires_grad_(True), k.clone().requires_grad_(True)
+        loss = masked_infonce(qq, pos, keys=kk, anchor_valid=av, key_valid=kv, exclude=excl, self_index=si,
+                              temperature=0.2, inplace_backward=inplace).loss
+        loss.backward(retain_graph=True)
+        grads.append((qq.grad.clone(), kk.grad.clone()))
+        if inplace:
+            with pytest.raises(RuntimeError, match="inplace"):
+                loss.backward()
+        else:
+            loss.backward()  # allowed: the softmax buffer is left intact
+    torch.testing.assert_close(grads[0], grads[1])
