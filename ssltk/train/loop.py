@@ -190,7 +190,8 @@ def pretrain(
     while step < cfg.steps:
         chunk = step // cfg.checkpoint_every
         chunk_end = min((chunk + 1) * cfg.checkpoint_every, cfg.steps)
-        batches = iter(_loader(cfg, data, plan, rt, chunk, (chunk_end - step) * micro))
+        loader = _loader(cfg, data, plan, rt, chunk, (chunk_end - step) * micro)
+        batches, skipped_before = iter(loader), dict(skipped)
         while step < chunk_end:
             t0 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
@@ -199,8 +200,6 @@ def pretrain(
                 batch = to_device(next(batches), rt.device)
                 if fingerprint is None:
                     fingerprint = _fingerprint(batch)
-                for kind, n in (batch.pop("skipped", None) or {}).items():
-                    skipped[kind] = skipped.get(kind, 0) + int(n)
                 sync = nullcontext() if (m == micro - 1 or not rt.distributed) else train_model.no_sync()
                 with sync:
                     with rt.autocast():
@@ -219,6 +218,8 @@ def pretrain(
             optimizer.step()
             step += 1
             scheduler.step_update(step)
+            # Bad-data counts of this chunk's loader (all its workers), on top of earlier chunks'.
+            skipped = {k: skipped_before.get(k, 0) + int(v) for k, v in loader.skipped.items()}
             n = batch["frames"].shape[0] * micro * rt.world_size
             samples_seen += n
             window.append((n, time.perf_counter() - t0))
