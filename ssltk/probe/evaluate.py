@@ -7,9 +7,11 @@ their ``(episode, step)`` identity.
 Regression inputs (``variant``):
 
 * ``"t"``: the features of frame ``t``;
-* ``"t,t-1"``: features of ``t`` and ``t - 1`` concatenated, so that motion
-  (speed, yaw rate, where the ego will be) is visible to a linear map. Frames
-  without a ``t - 1`` are left out.
+* ``"t,t-1"``: ``[f(t), f(t-1), |f(t) - f(t-1)|]``, so that motion (speed, yaw
+  rate, where the ego will be) is visible to a linear map: the signed change is
+  a linear function of the first two parts, but *how much* the frame changed
+  (which grows with speed) is not, hence the element-wise absolute difference.
+  Frames without a ``t - 1`` are left out.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def regression_inputs(rows: Rows, feats: np.ndarray, variant: str) -> tuple[np.n
     if variant == "t,t-1":
         prev = rows.previous()
         idx = np.flatnonzero(prev >= 0)
-        return idx, np.concatenate([feats[idx], feats[prev[idx]]], axis=1)
+        now, before = feats[idx], feats[prev[idx]]
+        return idx, np.concatenate([now, before, np.abs(now - before)], axis=1)
     raise ValueError(f"unknown regression input variant {variant!r}; use one of {VARIANTS}")
 
 
