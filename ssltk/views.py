@@ -21,7 +21,8 @@ from typing import Literal, Sequence
 from ssltk.errors import UnknownNameError, UsageError
 
 Unit = Literal["frames", "seconds"]
-_RANGE = re.compile(r"^\s*([0-9.]+)\s*(s|f)?\s*(?:(?:-|\.\.|:)\s*([0-9.]+)\s*(s|f)?)?\s*$")
+_NUM = r"([0-9]+(?:\.[0-9]+)?|\.[0-9]+)"
+_RANGE = re.compile(rf"^\s*{_NUM}\s*(s|f)?\s*(?:(?:-|\.\.|:)\s*{_NUM}\s*(s|f)?)?\s*$")
 
 
 @dataclass(frozen=True)

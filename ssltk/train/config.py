@@ -59,6 +59,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     num_workers: int = 1
+    threads: int = 0  # CPU compute threads; 0 = auto (cores not used by data workers)
     samples_per_segment: int = 4
     shuffle_buffer: int = 256
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -218,6 +219,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.accum_steps >= 1, "accum_steps must be >= 1"),
         (cfg.warmup_steps >= 0, "warmup_steps must be >= 0"),
         (cfg.num_workers >= 0, "num_workers must be >= 0"),
+        (cfg.threads >= 0, "threads must be >= 0 (0 = auto)"),
         (cfg.samples_per_segment >= 1, "samples_per_segment must be >= 1"),
         (cfg.batch_size % cfg.samples_per_segment == 0,
          f"batch_size {cfg.batch_size} must be a multiple of samples_per_segment {cfg.samples_per_segment}"),

@@ -26,7 +26,7 @@ from ssltk.registry import Registry
 from ssltk.train.config import TrainConfig
 from ssltk.train.metrics import MetricsLog, plot_loss_curve
 from ssltk.train.model import SSLModel
-from ssltk.train.runtime import Runtime, is_conv_net, make_runtime, seed_everything
+from ssltk.train.runtime import Runtime, is_conv_net, make_runtime, seed_everything, set_cpu_threads
 from ssltk.views import ViewPlan
 
 
@@ -153,6 +153,8 @@ def pretrain(
     else:
         check_out_dir(out, overwrite)
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    if rt.device.type == "cpu":
+        set_cpu_threads(cfg.threads, cfg.num_workers)
     if cfg.data is None:
         from ssltk.data.cache import default_synthetic_shards
 
