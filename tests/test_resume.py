@@ -34,7 +34,7 @@ def shards(tmp_path_factory) -> Path:
 def _cfg(shards: Path, out: Path, steps: int = 6, **kw):
     base = dict(
         data=str(shards), out=str(out), steps=steps, backbone="test_resnet", image_size=32, batch_size=8,
-        num_workers=0, log_every=1, checkpoint_every=2, warmup_steps=1,
+        num_workers=0, log_every=1, checkpoint_every=2, warmup_steps=1, threads=1,
     )
     base.update(kw)
     cfg = load_config(None, base)
@@ -46,7 +46,7 @@ def _cli_args(shards: Path, out: Path, steps: int = 6) -> list[str]:
     return [
         sys.executable, "-m", "ssltk", "pretrain", "--data", str(shards), "--out", str(out), "--steps", str(steps),
         "--backbone", "test_resnet", "--image-size", "32", "--batch-size", "8", "--num-workers", "0",
-        "--set", "log_every=1", "--set", "checkpoint_every=2", "--set", "warmup_steps=1",
+        "--set", "log_every=1", "--set", "checkpoint_every=2", "--set", "warmup_steps=1", "--set", "threads=1",
         "--set", "temporal-infonce.dt=1-4",
     ]
 
