@@ -145,3 +145,12 @@ def test_defaults_are_the_documented_scale():
     assert opts.seeds == (0, 1) and opts.max_frames == 600 and opts.inputs == ("t,t-1",)
     assert opts.horizons == (0.5, 1.0, 2.0) and opts.dts == (1, 5, 10)
     assert np.isclose(opts.test_fraction, 0.35)
+
+
+def test_unavailable_cuda_is_a_usage_error(monkeypatch):
+    from ssltk.probe.models import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UsageError, match="CUDA is not available"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"

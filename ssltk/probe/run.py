@@ -262,12 +262,15 @@ def _weights_sha(path: Path) -> str | None:
 def _write_outputs(result: dict[str, Any], out: str | Path | None, bundle_dir: Path | None) -> None:
     from ssltk.probe.report import write_chart, write_json
 
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(result, out / "probe.json")
-        write_chart(result, out / "probe.png")
-        result["written"] = {"json": str(out / "probe.json"), "chart": str(out / "probe.png")}
-    if bundle_dir is not None:
-        write_json(result, bundle_dir / "probe.json")
-        result.setdefault("written", {})["bundle"] = str(bundle_dir / "probe.json")
+    try:
+        if out is not None:
+            out = Path(out)
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(result, out / "probe.json")
+            write_chart(result, out / "probe.png")
+            result["written"] = {"json": str(out / "probe.json"), "chart": str(out / "probe.png")}
+        if bundle_dir is not None:
+            write_json(result, bundle_dir / "probe.json")
+            result.setdefault("written", {})["bundle"] = str(bundle_dir / "probe.json")
+    except OSError as exc:
+        raise UsageError(f"cannot write the probe results: {exc}") from None
