@@ -51,9 +51,12 @@ def run_and_show_probe(
     from ssltk.probe.report import footnotes, render_table
 
     out = Path(out) if out is not None else default_out(bundle)
-    if not as_json:
-        console.print(f"[bold]ssltk probe[/]: encoding frames with {Path(bundle).name}, a random init and raw pixels ...")
-    result = run_probe(bundle, data, compare=compare, seeds=seeds, out=out, write_into_bundle=write_bundle, **options)
+    kwargs = dict(compare=compare, seeds=seeds, out=out, write_into_bundle=write_bundle, **options)
+    if as_json:
+        result = run_probe(bundle, data, **kwargs)
+    else:
+        with console.status(f"[bold]ssltk probe[/]: encoding frames with {Path(bundle).name}, random inits and raw pixels ..."):
+            result = run_probe(bundle, data, **kwargs)
     if as_json:
         print_json(result)
         return result
