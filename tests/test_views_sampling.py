@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 import numpy as np
@@ -44,7 +45,7 @@ def sample_for(m: SegmentMeta, drop_fields=()):
 
 
 def draws(sampler, m, n=3000, seed=0):
-    rng = np.random.default_rng(seed)
+    rng = random.Random(seed)
     return [sampler.draw(m, rng) for _ in range(n)]
 
 
@@ -144,7 +145,7 @@ def test_gather_invalid_slot_and_absent_camera_and_absent_field():
 def test_invalid_partner_carries_the_drawn_delta():
     s = SegmentSampler(plan_of("4-6", "0.5s"))
     m = meta(length=3, start=10)  # too short for either partner
-    rng = np.random.default_rng(0)
+    rng = random.Random(0)
     for _ in range(50):
         steps, offsets = s.draw_offsets(m, rng)
         assert steps[1:] == [None, None]
@@ -167,8 +168,8 @@ def test_gather_ego_values_nan_for_unknown():
 def test_expand_gives_k_samples_deterministically():
     m = meta(length=10)
     s = SegmentSampler(plan_of("1-4"))
-    a = s.expand(m, sample_for(m), 5, np.random.default_rng(3))
-    b = s.expand(m, sample_for(m), 5, np.random.default_rng(3))
+    a = s.expand(m, sample_for(m), 5, random.Random(3))
+    b = s.expand(m, sample_for(m), 5, random.Random(3))
     assert len(a) == 5 and [v.frame_index for v in a] == [v.frame_index for v in b]
 
 

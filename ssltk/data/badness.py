@@ -29,14 +29,13 @@ naming the kind, the shard and the sample key.
 from __future__ import annotations
 
 import logging
-import os
-import tarfile
 from collections import Counter
 from typing import Any, Iterable, Iterator
 
+from ssltk.data.tario import TarFormatError, iter_samples
 from ssltk.errors import UsageError
 
-__all__ = ["BadDataError", "SKIP_KINDS", "SkipCounter", "read_shards", "classify_shard_error", "clean_worker_error"]
+__all__ = ["BadDataError", "SKIP_KINDS", "SkipCounter", "read_shards", "clean_worker_error"]
 
 log = logging.getLogger("ssltk.data")
 
@@ -95,82 +94,41 @@ class SkipCounter:
         return out
 
 
-def classify_shard_error(exn: BaseException, samples_read: int) -> str:
-    """The skip kind of an exception raised while opening or reading a shard."""
-    if isinstance(exn, FileNotFoundError):
-        return "missing_shard"
-    if isinstance(exn, tarfile.ReadError):
-        text = str(exn.args[0]) if exn.args else ""
-        if text.startswith("empty file"):
-            return "empty_shard"
-        if "unexpected end of data" in text or samples_read:
-            return "truncated_tar"
-        return "not_a_tar"
-    if isinstance(exn, (tarfile.TarError, EOFError, OSError)):
-        return "truncated_tar" if samples_read else "not_a_tar"
-    return "bad_member"
+def _open(url: str):
+    if "://" in url or url.startswith("pipe:"):
+        from webdataset.gopen import gopen
 
-
-def _detail(exn: BaseException) -> str:
-    text = str(exn.args[0]) if exn.args else type(exn).__name__
-    return text.split(" @ <")[0]
-
-
-def tar_looks_cut(url: str) -> bool:
-    """True for a local ``.tar`` that lacks the end-of-archive marker (two zero blocks at the end).
-
-    Python's tar reader treats a file cut at a member header as a normal end
-    of archive, so this check is what notices such a truncation. Remote URLs
-    and compressed tars are not checked.
-    """
-    if "://" in url or url.startswith("pipe:") or not url.endswith(".tar"):
-        return False
-    try:
-        size = os.path.getsize(url)
-        if size == 0:
-            return False  # reported as empty_shard
-        if size % 512:
-            return True
-        with open(url, "rb") as f:
-            f.seek(max(0, size - 1024))
-            return f.read(1024).strip(b"\0") != b""
-    except OSError:
-        return False
+        return gopen(url, "rb")
+    return open(url, "rb", buffering=1 << 20)
 
 
 def read_shards(urls: Iterable[dict[str, Any]], counter: SkipCounter) -> Iterator[dict[str, Any]]:
-    """Stage: ``{"url": ...}`` dicts -> raw WebDataset samples, counting shard-level problems once per shard.
+    """Stage: ``{"url": ...}`` dicts -> raw WebDataset samples; a bad shard is counted once.
 
-    Uses webdataset's own tar reader per shard with a recording handler. In a
-    truncated shard, the last sample (cut short, so without its ``json``) is
-    dropped as part of that one ``truncated_tar`` case.
+    Reads with :mod:`ssltk.data.tario` (remote URLs are opened with
+    ``webdataset.gopen``). Samples before a problem in a shard are kept; a
+    sample cut short by a truncation is dropped as part of that one case.
     """
-    from webdataset.tariterators import tarfile_samples
-
     for src in urls:
         url = src["url"]
-        errors: list[BaseException] = []
-
-        def record(exn: BaseException) -> bool:
-            errors.append(exn)
-            return True
-
-        cut = tar_looks_cut(url)
-        n, last_key, held = 0, "", None
-        for sample in tarfile_samples(iter([{"url": url}]), handler=record):
-            if held is not None:  # one-sample lag: the last sample is judged once the shard ends
-                n, last_key = n + 1, held.get("__key__", "")
-                yield held
-            held = sample
-        if held is not None and not ((errors or cut) and "json" not in held):
-            n, last_key = n + 1, held.get("__key__", "")
-            yield held
-        after = f"after {last_key}" if last_key else ""
-        if errors:
-            counter.skip(classify_shard_error(errors[0], n), url, after, _detail(errors[0]))
-        elif cut:
-            counter.skip("truncated_tar", url, after, "no end-of-archive marker")
-        elif n == 0:
+        try:
+            stream = _open(url)
+        except OSError as exn:
+            counter.skip("missing_shard", url, "", f"{type(exn).__name__}: {exn.strerror or exn}")
+            continue
+        errors: list[TarFormatError] = []
+        n, last_key = 0, ""
+        try:
+            for sample in iter_samples(stream, url, errors):
+                n, last_key = n + 1, sample["__key__"]
+                yield sample
+        except OSError as exn:  # an I/O error while reading
+            errors.append(TarFormatError("truncated_tar", f"{type(exn).__name__}: {exn}"))
+        finally:
+            stream.close()
+        for exn in errors:
+            counter.skip(exn.kind, url, f"after {last_key}" if last_key else "", str(exn))
+        if not errors and n == 0:
             counter.skip("empty_shard", url, "", "no samples")
 
 

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
 import torch
 import webdataset as wds
 
@@ -58,7 +58,7 @@ class _Context:
         self.strict, self.resampled, self.n_urls = strict, resampled, n_urls
         self.epoch = -1
         self.worker, self.num_workers = 0, 1
-        self.rng = np.random.default_rng(0)
+        self.rng = random.Random(0)
         self.counter = SkipCounter(strict)
         self.shards_since_output = 0
 
@@ -67,7 +67,8 @@ class _Context:
         info = torch.utils.data.get_worker_info()
         self.worker, self.num_workers = (info.id, info.num_workers) if info else (0, 1)
         self.epoch += 1
-        self.rng = np.random.default_rng([self.seed, self.rank, self.worker, self.epoch])
+        # a string seed is hashed with SHA-512: the same stream on every machine and Python run
+        self.rng = random.Random(f"ssltk/{self.seed}/{self.rank}/{self.worker}/{self.epoch}")
         self.shards_since_output = 0
 
     def shard_done(self) -> None:
@@ -162,26 +163,29 @@ class _Shuffle:
             if len(buf) < self.size:
                 buf.extend(itertools.islice(src, 1))
             if len(buf) >= initial:
-                j = int(rng.integers(len(buf)))
+                j = rng.randrange(len(buf))
                 buf[j], buf[-1] = buf[-1], buf[j]
                 yield buf.pop()
-        for j in rng.permutation(len(buf)):
-            yield buf[j]
+        rng.shuffle(buf)
+        yield from buf
 
 
 @dataclass
 class _Decoded:
     view: RawView
-    frames: torch.Tensor  # uint8 [T, V, 3, S, S]
-    mask: torch.Tensor  # bool [T, V]
+    cells: list[tuple[int, int, torch.Tensor]]  # (slot, camera, uint8 [3, S, S]) for every valid cell
 
 
 class _Decode:
-    """Decode a group's frames once each, then crop/resize/augment every cell of every sample."""
+    """Decode a group's frames once each, then crop/resize/augment every cell of every sample.
 
-    def __init__(self, ctx: _Context, image_size: int, transform: FrameTransform, n_slots: int, n_cams: int) -> None:
+    With augmentation off, a frame used by several cells (``t`` and ``t:aug``,
+    or two samples of one segment) is also resized once.
+    """
+
+    def __init__(self, ctx: _Context, image_size: int, transform: FrameTransform) -> None:
         self.ctx, self.size, self.transform = ctx, image_size, transform
-        self.shape = (n_slots, n_cams, 3, image_size, image_size)
+        self.reuse = not transform.config.enabled
 
     def _decode_group(self, group: list[RawView]) -> dict:
         cache: dict = {}
@@ -198,20 +202,24 @@ class _Decode:
         return cache
 
     def __call__(self, src: Iterator[list[RawView]]) -> Iterator[list[_Decoded]]:
+        rng = self.ctx.rng
         for group in src:
             cache = self._decode_group(group)
+            done: dict = {}
             out = []
             for view in group:
                 if any(cache[ref] is None for ref in view.images):
                     continue  # uses a corrupt image (counted above)
-                frames = torch.zeros(self.shape, dtype=torch.uint8)
-                mask = torch.zeros(self.shape[:2], dtype=torch.bool)
+                cells = []
                 for t, row in enumerate(view.refs):
                     for v, ref in enumerate(row):
-                        if ref is not None:
-                            frames[t, v] = self.transform(cache[ref], self.ctx.rng)
-                            mask[t, v] = True
-                out.append(_Decoded(view, frames, mask))
+                        if ref is None:
+                            continue
+                        img = done.get(ref) if self.reuse else None
+                        if img is None:
+                            img = done[ref] = self.transform(cache[ref], rng)
+                        cells.append((t, v, img))
+                out.append(_Decoded(view, cells))
             if out:
                 self.ctx.shards_since_output = 0
                 yield out
@@ -220,9 +228,11 @@ class _Decode:
 class _Batch:
     """Flatten groups into batches of ``batch_size`` contract dicts (the last partial one if ``partial``)."""
 
-    def __init__(self, ctx: _Context, plan: ViewPlan, batch_size: int, partial: bool, ego_fields: list[str]) -> None:
+    def __init__(
+        self, ctx: _Context, plan: ViewPlan, batch_size: int, image_size: int, partial: bool, ego_fields: list[str]
+    ) -> None:
         self.ctx, self.plan, self.batch_size, self.partial = ctx, plan, batch_size, partial
-        self.ego_fields = ego_fields
+        self.image_size, self.ego_fields = image_size, ego_fields
 
     def __call__(self, src: Iterator[list[_Decoded]]) -> Iterator[dict[str, Any]]:
         buf: list[_Decoded] = []
@@ -239,11 +249,22 @@ class _Batch:
             yield {COUNTS_ONLY: True, "skipped": pending}
 
     def collate(self, items: list[_Decoded]) -> dict[str, Any]:
-        T = len(self.plan.slots)
+        T, V, S = len(self.plan.slots), len(self.plan.cameras), self.image_size
+        shape = (len(items), T, V)
+        if all(len(it.cells) == T * V for it in items):  # common case: every cell valid, one copy
+            frames = torch.stack([img for it in items for _, _, img in it.cells]).view(*shape, 3, S, S)
+            mask = torch.ones(shape, dtype=torch.bool)
+        else:
+            frames = torch.zeros((*shape, 3, S, S), dtype=torch.uint8)  # masked cells stay zero
+            mask = torch.zeros(shape, dtype=torch.bool)
+            for b, item in enumerate(items):
+                for t, v, img in item.cells:
+                    frames[b, t, v] = img
+                    mask[b, t, v] = True
         views = [it.view for it in items]
         return {
-            "frames": torch.stack([it.frames for it in items]),
-            "mask": torch.stack([it.mask for it in items]),
+            "frames": frames,
+            "mask": mask,
             "episode": torch.tensor([[episode_id(v.episode)] * T for v in views], dtype=torch.int64),
             "frame_index": torch.tensor([v.frame_index for v in views], dtype=torch.int64),
             "timestamp": torch.tensor([v.timestamp for v in views], dtype=torch.float64),
@@ -426,8 +447,8 @@ def build_loader(
         _Read(ctx),
         _Expand(ctx, sampler, k),
         _Shuffle(ctx, max(0, buffer) // k),
-        _Decode(ctx, image_size, FrameTransform(image_size, aug), len(plan.slots), len(plan.cameras)),
-        _Batch(ctx, plan, batch_size, partial, info.ego_fields),
+        _Decode(ctx, image_size, FrameTransform(image_size, aug)),
+        _Batch(ctx, plan, batch_size, image_size, partial, info.ego_fields),
     )
     workers = max(1, num_workers)
     if resampled:

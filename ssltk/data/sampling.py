@@ -25,6 +25,7 @@ segment does not have, or a field absent from the sample) is masked False.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -119,17 +120,17 @@ class SegmentSampler:
 
     # -- timesteps ---------------------------------------------------------
     def _partners(
-        self, delta: DeltaRange, ts: np.ndarray, step: float | None, rng: np.random.Generator
+        self, delta: DeltaRange, ts: np.ndarray, step: float | None, rng: random.Random
     ) -> tuple[np.ndarray, tuple[int, float]]:
         """Draw Δt; return every anchor's partner timestep (-1 where none fits) and Δt as (frames, seconds)."""
         n = ts.size
         anchors = np.arange(n)
         if delta.unit == "frames":
-            d = int(rng.integers(int(delta.lo), int(delta.hi) + 1))
+            d = rng.randint(int(delta.lo), int(delta.hi))
             partner = anchors + d
             partner[partner >= n] = -1
             return partner, (d, d * (step or 0.0))
-        d = float(rng.uniform(delta.lo, delta.hi))
+        d = rng.uniform(delta.lo, delta.hi)
         intended = (int(round(d / step)) if step else 0, d)
         if step is None or n < 2:
             return np.full(n, -1), intended
@@ -140,24 +141,39 @@ class SegmentSampler:
         ok = (partner > anchors) & (np.abs(ts[partner] - target) <= 0.5 * step + 1e-6)
         return np.where(ok, partner, -1), intended
 
-    def draw_offsets(self, meta: SegmentMeta, rng: np.random.Generator) -> tuple[list[int | None], list[tuple[int, float]]]:
-        """Local timestep per plan slot (``None`` = the partner does not fit) and each slot's drawn Δt."""
-        ts = np.asarray(meta.timestamps, dtype=np.float64)
-        step = frame_interval(meta)
+    def draw_offsets(
+        self, meta: SegmentMeta, rng: random.Random, prepared: tuple[np.ndarray, float | None] | None = None
+    ) -> tuple[list[int | None], list[tuple[int, float]]]:
+        """Local timestep per plan slot (``None`` = the partner does not fit) and each slot's drawn Δt.
+
+        ``prepared``: ``(timestamps array, frame interval)`` of ``meta``, computed once per segment.
+        """
+        ts, step = prepared or (np.asarray(meta.timestamps, dtype=np.float64), frame_interval(meta))
+        n = ts.size
+        steps: list[int | None] = [0] * len(self.plan.slots)
+        offsets: list[tuple[int, float]] = [(0, 0.0)] * len(self.plan.slots)
+        if all(d.unit == "frames" for _, d in self.delta_slots):  # fast path: no arrays needed
+            ds = [rng.randint(int(d.lo), int(d.hi)) for _, d in self.delta_slots]
+            reach = max(ds, default=0)
+            t = rng.randrange(n - reach) if reach < n else rng.randrange(n)
+            steps = [t] * len(self.plan.slots)
+            for (slot, _), d in zip(self.delta_slots, ds):
+                steps[slot] = t + d if t + d < n else None
+                offsets[slot] = (d, d * (step or 0.0))
+            return steps, offsets
         drawn = [self._partners(d, ts, step, rng) for _, d in self.delta_slots]
-        ok = np.ones(meta.length, dtype=bool)
+        ok = np.ones(n, dtype=bool)
         for p, _ in drawn:
             ok &= p >= 0
         candidates = np.flatnonzero(ok)
-        t = int(rng.choice(candidates)) if candidates.size else int(rng.integers(meta.length))
-        steps: list[int | None] = [t] * len(self.plan.slots)
-        offsets: list[tuple[int, float]] = [(0, 0.0)] * len(self.plan.slots)
+        t = int(candidates[rng.randrange(candidates.size)]) if candidates.size else rng.randrange(n)
+        steps = [t] * len(self.plan.slots)
         for (slot, _), (p, intended) in zip(self.delta_slots, drawn):
             steps[slot] = int(p[t]) if p[t] >= 0 else None
             offsets[slot] = intended
         return steps, offsets
 
-    def draw(self, meta: SegmentMeta, rng: np.random.Generator) -> list[int | None]:
+    def draw(self, meta: SegmentMeta, rng: random.Random) -> list[int | None]:
         """Local timestep per plan slot (``None`` = the partner does not fit)."""
         return self.draw_offsets(meta, rng)[0]
 
@@ -202,9 +218,10 @@ class SegmentSampler:
             ego={f: [_ego_value(meta, f, i) for i in steps] for f in self.ego_fields},
         )
 
-    def expand(self, meta: SegmentMeta, sample: Mapping[str, Any], k: int, rng: np.random.Generator) -> list[RawView]:
+    def expand(self, meta: SegmentMeta, sample: Mapping[str, Any], k: int, rng: random.Random) -> list[RawView]:
         """``k`` independent samples from one segment."""
-        return [self.gather(meta, sample, *self.draw_offsets(meta, rng)) for _ in range(k)]
+        prepared = (np.asarray(meta.timestamps, dtype=np.float64), frame_interval(meta))
+        return [self.gather(meta, sample, *self.draw_offsets(meta, rng, prepared)) for _ in range(k)]
 
 
 def _ego_value(meta: SegmentMeta, name: str, i: int | None) -> float:

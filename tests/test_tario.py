@@ -1,0 +1,117 @@
+"""The fast tar reader agrees with tarfile/webdataset and names each way a shard can be bad."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+from webdataset.tariterators import base_plus_ext, tarfile_samples
+
+from ssltk.data.tario import TarFormatError, iter_members, iter_samples, split_key
+
+
+def make_tar(members, fmt=tarfile.USTAR_FORMAT, dirs=(), mtime=0):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for d in dirs:
+            ti = tarfile.TarInfo(d)
+            ti.type = tarfile.DIRTYPE
+            tar.addfile(ti)
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mtime = len(data), mtime
+            tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+MEMBERS = [
+    ("ep0001/s000000.f000.front.jpg", b"a" * 700),
+    ("ep0001/s000000.f000.left.jpg", b""),
+    ("ep0001/s000000.json", b"{}"),
+    ("ep0001/s000016.f000.front.jpg", b"b" * 512),
+    ("ep0001/s000016.json", b"{}"),
+]
+LONG = "run.v2/" + "d" * 120 + "/ep0002/s000000.json"  # > 100 chars: ustar prefix / GNU / pax
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_members_match_tarfile(fmt):
+    members = MEMBERS + ([(LONG, b"{}")] if fmt != tarfile.USTAR_FORMAT else [("x" * 90 + "/" + "y" * 90 + ".json", b"{}")])
+    data = make_tar(members, fmt=fmt, dirs=["ep0001"], mtime=1.5 if fmt == tarfile.PAX_FORMAT else 0)
+    assert list(iter_members(io.BytesIO(data))) == members
+
+
+def test_pax_non_ascii_name():
+    data = make_tar([("épisode/s000000.json", b"{}")], fmt=tarfile.PAX_FORMAT)
+    assert list(iter_members(io.BytesIO(data))) == [("épisode/s000000.json", b"{}")]
+
+
+@pytest.mark.parametrize("name", ["ep0001_cam0_f000001.cam1.jpg", "ep0001.cam0.f000002.jpg", "run.v2/ep/cam/f3.JPG", "noext", "a/b.c.d"])
+def test_split_key_follows_webdataset(name):
+    expect = base_plus_ext(name)
+    got = split_key(name)
+    assert got == (None if expect[0] is None else (expect[0], expect[1].lower()))
+
+
+def test_samples_equal_webdataset_samples(tmp_path):
+    path = tmp_path / "s.tar"
+    path.write_bytes(make_tar(MEMBERS + [("__meta__/info.json", b"x"), ("ep0003/s000000.json", b"{}")]))
+    ours = list(iter_samples(open(path, "rb"), str(path), errors := []))
+    theirs = list(tarfile_samples(iter([{"url": str(path)}])))
+    assert ours == theirs and errors == [] and len(ours) == 3  # the __meta__ folder is skipped by both
+
+
+def kinds_of(data):
+    errors = []
+    samples = list(iter_samples(io.BytesIO(data), "mem", errors))
+    return [e.kind for e in errors], [s["__key__"] for s in samples]
+
+
+def test_empty_file_and_empty_archive():
+    assert kinds_of(b"") == (["empty_shard"], [])
+    assert kinds_of(make_tar([])) == ([], [])  # read_shards counts a tar with no samples as empty_shard
+
+
+def test_not_a_tar():
+    assert kinds_of(b"this is not a tar\n" * 100) == (["not_a_tar"], [])
+    assert kinds_of(b"short") == (["not_a_tar"], [])
+
+
+def test_truncated_inside_data_keeps_complete_samples():
+    data = make_tar(MEMBERS)
+    cut = data.index(b"b" * 512) + 100  # inside the second sample's first image
+    assert kinds_of(data[:cut]) == (["truncated_tar"], ["ep0001/s000000"])
+
+
+def test_truncated_at_a_member_boundary_is_detected():
+    data = make_tar(MEMBERS)
+    cut = data.index(b"b" * 512) + 512  # right after a member: tarfile would read this as a short archive
+    assert kinds_of(data[:cut]) == (["truncated_tar"], ["ep0001/s000000"])
+
+
+def test_truncation_after_a_complete_sample_keeps_it():
+    data = make_tar(MEMBERS)
+    cut = data.index(b"b" * 512) - 512 + 100  # inside the header after the first sample's json
+    assert kinds_of(data[:cut]) == (["truncated_tar"], ["ep0001/s000000"])
+
+
+def test_damaged_header_after_good_members():
+    data = bytearray(make_tar(MEMBERS))
+    pos = data.index(b"ep0001/s000016.f000")
+    data[pos : pos + 6] = b"XXXXXX"  # checksum no longer matches
+    assert kinds_of(bytes(data)) == (["bad_member"], ["ep0001/s000000"])
+
+
+def test_duplicate_field_is_dropped_and_reported():
+    data = make_tar([("k.json", b"1"), ("k.json", b"2"), ("k.jpg", b"3")])
+    errors = []
+    samples = list(iter_samples(io.BytesIO(data), "mem", errors))
+    assert samples == [{"__key__": "k", "__url__": "mem", "json": b"1", "jpg": b"3"}]
+    assert [e.kind for e in errors] == ["bad_member"]
+
+
+def test_error_type_carries_kind():
+    with pytest.raises(TarFormatError) as info:
+        list(iter_members(io.BytesIO(b"")))
+    assert info.value.kind == "empty_shard"
