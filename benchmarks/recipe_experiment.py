@@ -1,0 +1,141 @@
+"""The recipe experiment (issue 8): which objectives make the demo's default recipe?
+
+    python benchmarks/recipe_experiment.py [--seeds 0,1] [--steps 120] [--recipes a,b,...] [--out runs/recipes]
+
+Trains every recipe at the demo budget (ssltk/configs/demo.yaml: resnet18, 96 px, batch 32) on the
+built-in synthetic train episodes, once per seed, then probes all bundles of a seed together on the
+held-out synthetic probe episodes (``ssltk.probe.run_probe`` with ``--compare``), next to a random
+init and raw pixels. Writes ``benchmarks/results/recipe.json``, ``docs/images/recipe.png`` and
+prints a markdown table (mean and [min, max] over seeds) for docs/recipe.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+RECIPES: dict[str, dict] = {
+    "per-frame": {"per-frame": {}},
+    "temporal": {"temporal-infonce": {}},
+    "temporal-noaug": {"temporal-infonce": {}, "_augment": {"enabled": False}},
+    "temporal-dt1": {"temporal-infonce": {"dt": "1"}},
+    "multi-camera": {"multi-camera": {}},
+    "multi-positive": {"multi-positive": {}},
+    "temporal+per-frame": {"temporal-infonce": {}, "per-frame": {"weight": 0.5}},
+    "temporal+multi-camera": {"temporal-infonce": {}, "multi-camera": {"weight": 0.5}},
+}
+# The probe rows the recipe is judged on (probe name prefix, metric).
+KEY_ROWS = ("yaw_rate", "speed", "steering", "lane_offset", "waypoint", "temporal", "cross-camera")
+
+
+def train(recipe: str, seed: int, steps: int | None, root: Path) -> Path:
+    from ssltk.cli.demo import demo_config_path
+    from ssltk.train.config import _objectives_from_yaml, load_config
+    from ssltk.train.loop import pretrain
+
+    spec = dict(RECIPES[recipe])
+    augment = spec.pop("_augment", None)
+    out = root / f"{recipe}-s{seed}"
+    overrides = {"out": str(out), "seed": seed, "steps": steps, "augment": augment}
+    cfg = load_config(demo_config_path(), overrides)
+    cfg.objectives = _objectives_from_yaml(spec)
+    if (out / "ssltk.json").exists():
+        return out  # resumable experiment: keep finished runs
+    t0 = time.perf_counter()
+    pretrain(cfg, overwrite=True)
+    print(f"trained {recipe} seed {seed} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return out
+
+
+def probe(bundles: list[Path], seed: int) -> dict:
+    from ssltk.probe import run_probe
+
+    return run_probe(bundles[0], None, compare=[str(b) for b in bundles[1:]], seeds=(seed,), out=None)
+
+
+def _column_value(row: dict, column: str) -> float | None:
+    values = row["per_seed"].get(column)
+    return None if not values else values[0]
+
+
+def collect(results: dict[int, dict], names: dict[int, list[str]]) -> dict:
+    """recipe/baseline -> (probe, metric) -> list of values over seeds."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for seed, res in results.items():
+        cols = res["columns"]
+        mapping = {"bundle": names[seed][0], "random_init": "random init", "raw_pixels": "raw pixels"}
+        compare_cols = [c for c in cols if c.startswith("compare:")]
+        for c, n in zip(compare_cols, names[seed][1:]):
+            mapping[c] = n
+        for row in res["rows"]:
+            key = f"{row['probe']} | {row['metric']}"
+            for col, name in mapping.items():
+                v = _column_value(row, col)
+                if v is not None:
+                    table.setdefault(name, {}).setdefault(key, []).append(v)
+    return table
+
+
+def markdown(table: dict, seeds: list[int]) -> str:
+    keys = [k for k in next(iter(table.values())) if k.split(" | ")[0].startswith(KEY_ROWS)]
+    cols = list(table)
+    lines = ["| probe | metric | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for k in keys:
+        probe_name, metric = k.split(" | ")
+        cells = []
+        for c in cols:
+            vals = table[c].get(k, [])
+            cells.append(f"{statistics.mean(vals):.3f} [{min(vals):.3f}, {max(vals):.3f}]" if vals else "–")
+        lines.append(f"| {probe_name} | {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nmean [min, max] over training/probe seeds {seeds}"
+
+
+def chart(table: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in next(iter(table.values())) if k.split(" | ")[0].startswith(KEY_ROWS)]
+    cols = list(table)
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.2 * len(keys), 4), sharey=False)
+    for ax, k in zip(axes, keys):
+        means = [statistics.mean(table[c].get(k, [float("nan")])) for c in cols]
+        lo = [m - min(table[c].get(k, [m])) for m, c in zip(means, cols)]
+        hi = [max(table[c].get(k, [m])) - m for m, c in zip(means, cols)]
+        ax.bar(range(len(cols)), means, yerr=[lo, hi], color=[f"C{i}" for i in range(len(cols))])
+        ax.set_title(k.replace(" | ", "\n"), fontsize=7)
+        ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--recipes", default=",".join(RECIPES))
+    p.add_argument("--out", default="runs/recipes")
+    args = p.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    recipes = args.recipes.split(",")
+    root = Path(args.out)
+    results, names = {}, {}
+    for seed in seeds:
+        bundles = [train(r, seed, args.steps, root) for r in recipes]
+        t0 = time.perf_counter()
+        results[seed] = probe(bundles, seed)
+        names[seed] = recipes
+        print(f"probed seed {seed} in {time.perf_counter() - t0:.0f} s", flush=True)
+    table = collect(results, names)
+    Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
+    Path("benchmarks/results/recipe.json").write_text(json.dumps({"seeds": seeds, "table": table}, indent=1))
+    chart(table, Path("docs/images/recipe.png"))
+    print(markdown(table, seeds))
+
+
+if __name__ == "__main__":
+    main()
