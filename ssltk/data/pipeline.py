@@ -233,6 +233,7 @@ class _Batch:
     ) -> None:
         self.ctx, self.plan, self.batch_size, self.partial = ctx, plan, batch_size, partial
         self.image_size, self.ego_fields = image_size, ego_fields
+        self._zero: torch.Tensor | None = None
 
     def __call__(self, src: Iterator[list[_Decoded]]) -> Iterator[dict[str, Any]]:
         buf: list[_Decoded] = []
@@ -250,21 +251,21 @@ class _Batch:
 
     def collate(self, items: list[_Decoded]) -> dict[str, Any]:
         T, V, S = len(self.plan.slots), len(self.plan.cameras), self.image_size
-        shape = (len(items), T, V)
-        if all(len(it.cells) == T * V for it in items):  # common case: every cell valid, one copy
-            frames = torch.stack([img for it in items for _, _, img in it.cells]).view(*shape, 3, S, S)
-            mask = torch.ones(shape, dtype=torch.bool)
-        else:
-            frames = torch.zeros((*shape, 3, S, S), dtype=torch.uint8)  # masked cells stay zero
-            mask = torch.zeros(shape, dtype=torch.bool)
-            for b, item in enumerate(items):
-                for t, v, img in item.cells:
-                    frames[b, t, v] = img
-                    mask[b, t, v] = True
+        if self._zero is None or self._zero.shape[-1] != S:
+            self._zero = torch.zeros((3, S, S), dtype=torch.uint8)
+        grid = [[[self._zero] * V for _ in range(T)] for _ in items]
+        valid = [[[False] * V for _ in range(T)] for _ in items]
+        for b, item in enumerate(items):
+            for t, v, img in item.cells:
+                grid[b][t][v] = img
+                valid[b][t][v] = True
+        # one copy; inside a DataLoader worker, default_collate stacks straight into shared memory
+        cells = [img for rows in grid for row in rows for img in row]
+        frames = torch.utils.data.default_collate(cells).view(len(items), T, V, 3, S, S)
         views = [it.view for it in items]
         return {
             "frames": frames,
-            "mask": mask,
+            "mask": torch.tensor(valid, dtype=torch.bool),
             "episode": torch.tensor([[episode_id(v.episode)] * T for v in views], dtype=torch.int64),
             "frame_index": torch.tensor([v.frame_index for v in views], dtype=torch.int64),
             "timestamp": torch.tensor([v.timestamp for v in views], dtype=torch.float64),

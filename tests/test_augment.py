@@ -1,0 +1,99 @@
+"""FrameTransform geometry and augmentations; AugmentConfig validation."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+from torchvision.transforms.v2 import functional as F
+
+from ssltk.data.augment import AugmentConfig, FrameTransform
+from ssltk.errors import UnknownNameError, UsageError
+
+
+def ramp(h=30, w=50):
+    """uint8 [3, h, w] with distinct values per pixel (so crops are identifiable)."""
+    y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return torch.stack([x * 5 % 256, y * 8 % 256, (x + y) * 3 % 256]).to(torch.uint8)
+
+
+def test_no_augment_is_center_square_then_resize():
+    img = ramp(30, 50)
+    out = FrameTransform(20)(img, random.Random(0))
+    ref = F.resize(F.center_crop(img, [30, 30]), [20, 20], antialias=True)
+    assert out.shape == (3, 20, 20) and out.dtype == torch.uint8
+    assert (out.int() - ref.int()).abs().max() <= 1  # same bilinear antialiased kernel
+
+
+def test_no_resize_when_square_is_already_the_size():
+    img = ramp(16, 24)
+    out = FrameTransform(16)(img, random.Random(0))
+    assert torch.equal(out, img[:, :, 4:20])
+
+
+def test_channels_last_input_from_decoder_gives_the_same_result():
+    img = ramp(30, 50)
+    hwc = img.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # how decode_jpeg returns frames
+    assert torch.equal(FrameTransform(20)(hwc, random.Random(0)), FrameTransform(20)(img, random.Random(0)))
+
+
+def test_random_crop_is_square_inside_the_center_square_with_scale_in_range():
+    t = FrameTransform(16, AugmentConfig(crop_scale=(0.6, 1.0)))
+    rng = random.Random(0)
+    areas = []
+    for _ in range(500):
+        top, left, side = t.crop_box(40, 100, rng)
+        assert 0 <= top and top + side <= 40 and 30 <= left and left + side <= 70  # inside the centred 40x40
+        areas.append(side * side / 1600)
+    assert min(areas) >= 0.6 - 0.05 and max(areas) <= 1.0 and max(areas) - min(areas) > 0.3
+
+
+def test_augmented_frames_are_independent_and_reproducible():
+    img = ramp(32, 48)
+    t = FrameTransform(16, AugmentConfig())
+    rng = random.Random(1)
+    a, b = t(img, rng), t(img, rng)
+    assert a.shape == b.shape == (3, 16, 16) and a.dtype == torch.uint8
+    assert not torch.equal(a, b)
+    rng2 = random.Random(1)
+    assert torch.equal(t(img, rng2), a) and torch.equal(t(img, rng2), b)
+
+
+def test_no_horizontal_flip_by_default():
+    img = ramp(16, 16)
+    t = FrameTransform(16, AugmentConfig(crop_scale=(1.0, 1.0), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0))
+    for seed in range(20):
+        assert torch.equal(t(img, random.Random(seed)), img)
+    flip = FrameTransform(16, AugmentConfig(crop_scale=(1.0, 1.0), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, hflip_p=1.0))
+    assert torch.equal(flip(img, random.Random(0)), img.flip(-1))
+
+
+def test_grayscale_and_jitter_change_colours_only():
+    img = ramp(16, 16)
+    gray = FrameTransform(16, AugmentConfig(crop_scale=(1.0, 1.0), jitter_p=0.0, grayscale_p=1.0, blur_p=0.0))
+    out = gray(img, random.Random(0))
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+    bright = FrameTransform(16, AugmentConfig(crop_scale=(1.0, 1.0), brightness=0.5, contrast=0, saturation=0,
+                                              jitter_p=1.0, grayscale_p=0.0, blur_p=0.0))  # fmt: skip
+    out = bright(img, random.Random(3)).float()
+    ratio = out.sum() / img.float().sum()
+    assert 0.5 <= ratio <= 1.5 and not math.isclose(ratio, 1.0, abs_tol=1e-3)
+
+
+def test_config_validation_and_coerce():
+    with pytest.raises(UsageError, match="crop_scale"):
+        AugmentConfig(crop_scale=(0.0, 1.0))
+    with pytest.raises(UsageError, match="hue"):
+        AugmentConfig(hue=0.7)
+    with pytest.raises(UsageError, match="blur_p is a probability"):
+        AugmentConfig(blur_p=2)
+    with pytest.raises(UnknownNameError, match="did you mean 'grayscale_p'"):
+        AugmentConfig.coerce({"greyscale_p": 0.1})
+    assert AugmentConfig.coerce({"crop_scale": [0.8, 1.0]}).crop_scale == (0.8, 1.0)
+    assert AugmentConfig.coerce(False).enabled is False
+    assert AugmentConfig.coerce(None, default=False).enabled is False
+    assert AugmentConfig().hflip_p == 0.0 and AugmentConfig().hue == 0.0
+    with pytest.raises(UsageError, match="image_size"):
+        FrameTransform(0)
