@@ -139,7 +139,7 @@ def _num(v) -> float:
     return float("nan") if v is None else float(v)
 
 
-def choose_kept(table: FrameTable, max_frames: int, camera: str, min_run: int = 32) -> None:
+def choose_kept(table: FrameTable, max_frames: int, camera: str, min_run: int = 24) -> None:
     """Pick which timesteps get encoded: at most ``max_frames`` frames of ``camera``.
 
     Every episode keeps a contiguous prefix (so ``t - 1`` and ``t + Δt`` stay
