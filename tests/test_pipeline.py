@@ -333,6 +333,9 @@ def test_strict_mode_stops_with_one_line(two_shards, workers):
         collect(ld)
     msg = str(info.value)
     assert "\n" not in msg and urls[1] in msg and key in msg and "corrupt image" in msg
+    ld.close()  # the raised exception keeps this frame (and the loader) alive; stop the workers now
+    with pytest.raises(UsageError, match="closed"):
+        collect(ld)
 
 
 def test_strict_names_bad_shard_at_startup(two_shards):
@@ -352,3 +355,45 @@ def test_all_images_corrupt_does_not_hang(two_shards):
         write_raw_tar(Path(u), [(n, b"\xff\xd8bad" if n.endswith(".jpg") else d) for n, d in members(Path(u))])
     with pytest.raises(UsageError, match="without one usable sample"):
         collect(loader(path, make_plan(data_cameras=("front",)), batch_size=1))
+
+
+@pytest.mark.slow
+def test_no_usable_data_in_a_worker_is_one_line(two_shards):
+    path, urls = two_shards
+    for u in urls:
+        write_raw_tar(Path(u), [(n, b"\xff\xd8bad" if n.endswith(".jpg") else d) for n, d in members(Path(u))])
+    ld = loader(path, make_plan(data_cameras=("front",)), batch_size=1, num_workers=1)
+    with pytest.raises(UsageError, match="without one usable sample") as info:
+        collect(ld)
+    assert "\n" not in str(info.value)
+    ld.close()
+
+
+RANK_SCRIPT = """
+import sys
+from ssltk.data.pipeline import build_loader
+from ssltk.views import ViewPlan, ViewRequest, DeltaRange
+plan = ViewPlan.build({"o": ViewRequest(deltas=(DeltaRange(1, 2),))}, ["front"])
+ld = build_loader(sys.argv[1], plan, batch_size=2, image_size=16, steps_per_epoch=5, num_workers=2, shuffle_buffer=8)
+for epoch in range(2):
+    keys = [k for b in ld for k in b["keys"]]
+    print(len(keys) // 2, ld.settings["rank"], ld.settings["world_size"], ",".join(keys))
+"""
+
+
+@pytest.mark.slow
+def test_ranks_from_env_in_subprocesses_get_equal_counts(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    write_tiny_shards(tmp_path / "d", episodes=3, length=8, cameras=("front",), segments_per_shard=1)
+    outputs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2"}
+        out = subprocess.run([sys.executable, "-c", RANK_SCRIPT, str(tmp_path / "d")], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        outputs.append([line.split(" ") for line in out.stdout.splitlines()])
+    for rank, lines in enumerate(outputs):
+        assert [(n, r, w) for n, r, w, _ in lines] == [("5", str(rank), "2")] * 2
+    assert outputs[0][0][3] != outputs[1][0][3]  # different streams per rank

@@ -133,16 +133,22 @@ def read_shards(urls: Iterable[dict[str, Any]], counter: SkipCounter) -> Iterato
 
 
 def clean_worker_error(exn: BaseException) -> BaseException:
-    """A :class:`BadDataError` raised in a DataLoader worker, reduced to its one-line message.
+    """An ssltk error raised in a DataLoader worker, reduced to its one-line message.
 
     torch re-raises worker exceptions with the whole worker traceback as the
-    message; the original one-line message is the traceback's last line.
+    message; the original one-line message is the traceback's last line
+    (``package.module.ErrorClass: message``). Errors from the main process
+    come back unchanged.
     """
     text = str(exn)
     if "Original Traceback" not in text:
         return exn
-    marker = f"{BadDataError.__name__}: "
+    marker = f"{type(exn).__name__}: "
     for line in reversed(text.strip().splitlines()):
         if marker in line:
-            return BadDataError(line.split(marker, 1)[1])
+            message = line.split(marker, 1)[1]
+            try:
+                return type(exn)(message)
+            except TypeError:  # an error class with another constructor
+                return UsageError(message)
     return exn

@@ -36,11 +36,11 @@ import webdataset as wds
 
 from ssltk.batch import episode_id
 from ssltk.data.augment import AugmentConfig, FrameTransform
-from ssltk.data.badness import SKIP_KINDS, BadDataError, SkipCounter, clean_worker_error, read_shards
+from ssltk.data.badness import SKIP_KINDS, SkipCounter, clean_worker_error, read_shards
 from ssltk.data.decode import DecodeError, decode_jpeg
 from ssltk.data.format import SegmentMeta, read_manifest, resolve_shards
 from ssltk.data.sampling import RawView, SegmentSampler, check_plan_fits
-from ssltk.errors import UsageError
+from ssltk.errors import SsltkError, UsageError
 from ssltk.views import ViewPlan
 
 __all__ = ["build_loader", "SegmentLoader", "DataInfo", "probe_data", "resolve_rank_world"]
@@ -369,14 +369,29 @@ class SegmentLoader:
         self.skipped: Counter[str] = Counter({k: 0 for k in SKIP_KINDS})
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.loader is None:
+            raise UsageError("this loader was closed")
+        error = None
         try:
             for batch in self.loader:
                 for kind, n in batch.get("skipped", {}).items():
                     self.skipped[kind] += n
                 if not batch.get(COUNTS_ONLY):
                     yield batch
-        except BadDataError as exn:
-            raise clean_worker_error(exn) from None
+        except SsltkError as exn:  # BadDataError (strict) or the no-usable-data guard, maybe from a worker
+            error = clean_worker_error(exn)
+            exn.__traceback__ = None  # torch's re-raise leaves an exception <-> frame cycle
+        if error is not None:
+            # No reference cycle may keep this loader (and so the DataLoader's persistent workers)
+            # alive after the error: freed later by a GC pass, the shutdown waits 5 s per worker.
+            try:
+                raise error
+            finally:
+                error = None
+
+    def close(self) -> None:
+        """Stop the worker processes now (otherwise when the loader is garbage-collected)."""
+        self.loader = None
 
     def __len__(self) -> int:
         if self.steps_per_epoch is None:
