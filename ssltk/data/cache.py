@@ -32,7 +32,10 @@ __all__ = ["default_synthetic_shards", "cache_root", "DEFAULT_SPLITS"]
 # Sized for a short CPU demo: the train set takes ~10-20 s on one core.
 DEFAULT_SPLITS: dict[str, dict[str, Any]] = {
     "train": {"episodes": 24, "length": 64, "image_size": 96, "seed": 0},
-    "probe": {"episodes": 8, "length": 64, "image_size": 96, "seed": 1_000_003},  # held-out episodes
+    # Held-out episodes. Many short episodes rather than few long ones: ridge probes must
+    # generalise across episodes, and 8 episodes left every regression target unlearnable
+    # (R² <= 0 even for raw pixels); same number of frames.
+    "probe": {"episodes": 32, "length": 32, "image_size": 96, "seed": 1_000_003},
 }
 STAMP = "ssltk-cache.json"  # written inside a finished set, next to manifest.json
 _STALE_TMP_S = 6 * 3600  # temporary folders older than this are leftovers of killed runs
