@@ -27,6 +27,7 @@ from typing import Any, Iterable
 
 from torch import nn
 
+from ssltk.fileio import sha256_file
 from ssltk.checkpoint import TRAIN_STATE_DIR, find_train_state, read_train_state_info
 from ssltk.errors import SsltkError, UsageError
 
@@ -59,14 +60,6 @@ _DICT_KEYS = ("views", "data", "final_metrics", "config", "plugins", "plugin_met
 
 
 # -- small helpers ------------------------------------------------------------------
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fsync(path: Path) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())

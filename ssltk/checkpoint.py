@@ -25,7 +25,6 @@ Layout::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ssltk.fileio import sha256_file
 from ssltk.errors import UsageError
 
 __all__ = [
@@ -98,14 +98,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # -- files ------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write(path: Path, obj: Any) -> None:
     """``torch.save`` then fsync, so the data is on disk before the directory swap."""
     with open(path, "wb") as f:
@@ -166,7 +158,7 @@ def save_train_state(
             "step": int(step),
             "modules": sorted(modules),
             "extra": extra_json,
-            "files": {name: _sha256(tmp / name) for name in payload},
+            "files": {name: sha256_file(tmp / name) for name in payload},
         }
         _write_json(tmp / _INFO, info)  # last: a folder without state.json is incomplete
     except BaseException:
@@ -224,7 +216,7 @@ def _load(path: Path, name: str, info: dict[str, Any], map_location: Any) -> Any
     file = path / name
     if name not in info["files"]:
         raise UsageError(f"training state {path} has no {name} (it was saved without it)")
-    if _sha256(file) != info["files"][name]:
+    if sha256_file(file) != info["files"][name]:
         raise UsageError(f"training state file {file} is corrupt (sha256 mismatch)")
     return torch.load(file, map_location=map_location, weights_only=True)
 

@@ -17,7 +17,6 @@ same input gives byte-identical shards.
 from __future__ import annotations
 
 import glob as _glob
-import hashlib
 import io
 import json
 import os
@@ -27,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from ssltk.fileio import sha256_file
 from ssltk.errors import UsageError
 
 FORMAT = "ssltk-episode-segment"
@@ -128,14 +128,6 @@ def encode_segment(meta: SegmentMeta, images: dict[tuple[int, str], bytes]) -> d
     return sample
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class ShardSetWriter:
     """Write segments into ``out_dir/shard-NNNNNN.tar`` plus ``manifest.json``, atomically.
 
@@ -202,7 +194,7 @@ class ShardSetWriter:
                 "frames": self._frames,
                 "episodes": len(self._episodes),
                 "bytes": final.stat().st_size,
-                "sha256": _sha256(final),
+                "sha256": sha256_file(final),
             }
         )
         self._tar = self._tmp = None
