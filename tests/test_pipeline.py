@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import tarfile
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import random
 import os
+import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import torch
 import webdataset as wds
