@@ -436,7 +436,8 @@ def build_loader(
     ``spec``: a shard folder, file, glob, brace pattern or list (``resolve_shards``).
     ``resampled=True`` (training): endless resampled shards, exactly
     ``steps_per_epoch`` batches per epoch on every rank. ``resampled=False``:
-    one pass over this rank's share, last partial batch kept unless ``drop_last``.
+    one pass over this rank's share, last partial batch kept unless ``drop_last``
+    (``steps_per_epoch`` is ignored).
     Defaults that depend on the mode: ``shuffle_buffer`` 1000 samples (training)
     or 0, ``augment`` on (training) or off. ``rank``/``world_size`` default to
     env ``RANK``/``WORLD_SIZE`` or torch.distributed. ``strict`` stops at the
