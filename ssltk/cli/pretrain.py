@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 import yaml
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ssltk.cli._util import AppState, console, friendly
@@ -48,9 +48,8 @@ def run_pretrain(cfg: TrainConfig, registry, *, resume: bool, overwrite: bool, s
         MofNCompleteColumn(),
         BarColumn(bar_width=20),
         TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
         TextColumn("eta"),
-        TimeRemainingColumn(),
+        TimeRemainingColumn(compact=True),
     ]
     bar = Progress(*columns, console=console, disable=not show_progress)
     task = None
@@ -62,8 +61,9 @@ def run_pretrain(cfg: TrainConfig, registry, *, resume: bool, overwrite: bool, s
             task = bar.add_task("train", total=total, info="")
         info = ""
         if row:
-            losses = " ".join(f"{k[5:]} {v:.3f}" for k, v in row.items() if k.startswith("loss/"))
-            info = f"loss {row['loss']:.3f} ({losses}) lr {row['lr']:.1e} {row['samples_per_s']:.0f}/s"
+            parts = [f"{k[5:]} {v:.3f}" for k, v in row.items() if k.startswith("loss/")]
+            losses = f" ({' '.join(parts)})" if len(parts) > 1 else ""  # per objective when composed
+            info = f"loss {row['loss']:.3f}{losses} lr {row['lr']:.1e} {row['samples_per_s']:.0f}/s"
         bar.update(task, completed=step, info=info)
 
     try:
