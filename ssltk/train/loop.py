@@ -174,13 +174,13 @@ def pretrain(
     log = MetricsLog(out, resume_step=step if resume else None, tensorboard=cfg.tensorboard) if rt.is_main else None
 
     train_model: torch.nn.Module = model
+    if cfg.compile:  # compile before the DDP wrap, as timm's train.py does
+        train_model = torch.compile(train_model)
     if rt.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [rt.device.index] if rt.device.type == "cuda" else None
-        train_model = DDP(model, device_ids=ids)
-    if cfg.compile:
-        train_model = torch.compile(train_model)
+        train_model = DDP(train_model, device_ids=ids)
 
     from ssltk.batch import to_device
 
@@ -240,6 +240,8 @@ def pretrain(
                 last_row = row
             if progress is not None and rt.is_main:
                 progress(step, cfg.steps, last_row)
+        batches = None  # release this chunk's workers; the next chunk starts a reseeded stream
+        loader.close()
         if rt.is_main:  # checkpoint at every chunk boundary and at the end
             save_train_state(
                 state_dir,
