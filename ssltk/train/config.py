@@ -62,7 +62,10 @@ class TrainConfig:
     threads: int = 0  # CPU compute threads; 0 = auto (cores not used by data workers)
     samples_per_segment: int = 4
     shuffle_buffer: int = 256
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # None = auto: on when an objective needs an augmented copy of the anchor (per-frame), off
+    # otherwise; at the demo budget augmentation cost temporal-infonce its retrieval gains
+    # (docs/recipe.md). Any `augment:` setting turns this into an explicit config.
+    augment: AugmentConfig | None = None
     log_every: int = 10
     checkpoint_every: int = 100
     tensorboard: bool = False
@@ -152,10 +155,12 @@ def _apply(cfg: "TrainConfig", values: dict[str, Any]) -> None:
     for k, value in _coerced(TrainConfig, values, "").items():
         if k == "objectives":
             cfg.objectives = _objectives_from_yaml(value)
+        elif k == "augment" and value in (None, "auto"):
+            cfg.augment = None
         elif k == "augment":
             if not isinstance(value, dict):
                 raise UsageError("augment must be a mapping of augmentation settings")
-            cfg.augment = _replace_augment(cfg.augment, value)
+            cfg.augment = _replace_augment(cfg.augment or AugmentConfig(), value)
         elif k == "backbone_kwargs":
             if not isinstance(value, dict):
                 raise UsageError("backbone_kwargs must be a mapping")
@@ -201,7 +206,7 @@ def apply_objective_overrides(cfg: TrainConfig, pairs: list[str]) -> None:
         if dot and spec is not None:
             spec.options[rest] = yaml.safe_load(value) if value else value
         elif dot and head == "augment":
-            cfg.augment = _replace_augment(cfg.augment, {rest: yaml.safe_load(value)})
+            cfg.augment = _replace_augment(cfg.augment or AugmentConfig(), {rest: yaml.safe_load(value)})
         elif dot:
             raise UnknownNameError("objective in --set", head, [s.name for s in cfg.objectives] + ["augment"])
         else:

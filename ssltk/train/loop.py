@@ -9,6 +9,7 @@ boundaries so a resumed run sees exactly the batches an uninterrupted run sees.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -107,12 +108,21 @@ def _loader(cfg: TrainConfig, data: DataInfo, plan: ViewPlan, rt: Runtime, chunk
         seed=_chunk_seed(cfg.seed, chunk, rt.rank),
         shuffle_buffer=cfg.shuffle_buffer,
         samples_per_segment=cfg.samples_per_segment,
-        augment=cfg.augment,
+        augment=resolve_augment(cfg, plan),
         strict=cfg.strict_data,
         rank=rt.rank,
         world_size=rt.world_size,
         pin_memory=rt.device.type == "cuda",
     )
+
+
+def resolve_augment(cfg: TrainConfig, plan: ViewPlan):
+    """The run's augmentation: as configured, or auto (on only if an objective needs ``t:aug``)."""
+    from ssltk.data.augment import AugmentConfig
+
+    if cfg.augment is not None:
+        return cfg.augment
+    return AugmentConfig(enabled=plan.augmented_copy_slot is not None)
 
 
 def _fingerprint(batch) -> str:
@@ -286,6 +296,7 @@ def _write_bundle(cfg: TrainConfig, model: SSLModel, plan: ViewPlan, data: DataI
             for name, obj in model.objectives.items()
         ],
         "views": {**plan.describe(), "deltas": [d.label if d else None for d in plan.deltas]},
+        "augment": dataclasses.asdict(resolve_augment(cfg, plan)),
         "data": {**describe_data(data.urls), "spec": cfg.data, "cameras": data.cameras},
         "seed": cfg.seed,
         "steps": result.steps,
