@@ -29,3 +29,19 @@ def test_packaged_demo_config_loads_and_is_documented():
     cfg = load_config(demo_config_path())
     text = (ROOT / "docs/pretrain.md").read_text()
     assert f"{cfg.image_size} px, batch {cfg.batch_size}, {cfg.steps} steps" in text
+
+
+def test_augment_auto_follows_the_objectives_and_explicit_settings_win():
+    from ssltk.train.loop import resolve_augment
+    from ssltk.views import ViewPlan, ViewRequest
+
+    temporal = ViewPlan.build({"t": ViewRequest()}, ["front"])
+    per_frame = ViewPlan.build({"p": ViewRequest(augmented_copy=True)}, ["front"])
+    cfg = load_config(None)
+    assert cfg.augment is None  # auto
+    assert resolve_augment(cfg, temporal).enabled is False
+    assert resolve_augment(cfg, per_frame).enabled is True
+    explicit = load_config(None, {"augment": {"enabled": True, "brightness": 0.1}})
+    assert resolve_augment(explicit, temporal).enabled is True
+    assert resolve_augment(explicit, temporal).brightness == 0.1
+    assert load_config(None, {"augment": "auto"}).augment is None
