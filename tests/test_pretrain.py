@@ -128,3 +128,22 @@ def test_composed_objectives_train_and_bundle_loads_in_plain_timm(app, shards, t
     # a second run into the same folder needs --overwrite
     r2 = invoke(app, args)
     assert "--overwrite" in one_line_error(r2)
+
+
+def test_config_is_validated_once_after_all_overrides(app):
+    r = invoke(app, ["--batch-size", "6", "--set", "samples_per_segment=3", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert yaml.safe_load(r.output)["samples_per_segment"] == 3
+
+
+def test_resume_refuses_model_defining_options(app, tmp_path):
+    (tmp_path / "run_config.yaml").write_text(yaml.safe_dump({"steps": 3}))
+    r = invoke(app, ["--resume", str(tmp_path), "--backbone", "resnet50"])
+    assert "only --steps and run-time options" in one_line_error(r)
+
+
+def test_demo_out_that_is_a_file_is_one_line(app, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = runner.invoke(app, ["demo", "--out", str(f)])
+    assert "not a folder" in one_line_error(r)

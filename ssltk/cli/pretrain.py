@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ssltk.cli._util import AppState, console, friendly
 from ssltk.errors import UsageError
-from ssltk.train.config import ObjectiveSpec, TrainConfig, apply_objective_overrides, load_config, parse_objective_arg
+from ssltk.train.config import ObjectiveSpec, TrainConfig, apply_objective_overrides, load_config, parse_objective_arg, validate
 
 RUN_CONFIG = "run_config.yaml"
 
@@ -26,7 +26,7 @@ def resolve_config(
     overrides: dict[str, Any],
 ) -> TrainConfig:
     """Defaults < YAML file < ``--objective`` / options < ``--set`` pairs."""
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, overrides, check=False)
     if objectives:
         keep = {s.name: s for s in cfg.objectives}
         specs = []
@@ -36,6 +36,7 @@ def resolve_config(
             specs.append(ObjectiveSpec(name, weight, dict(base.options) if base else {}))
         cfg.objectives = specs
     apply_objective_overrides(cfg, sets or [])
+    validate(cfg)
     return cfg
 
 
@@ -120,11 +121,19 @@ def register(app: typer.Typer, state: AppState) -> None:
             "num_workers": num_workers, "seed": seed, "init": init, "compile": compile_model,
             "tensorboard": tensorboard, "strict_data": None if strict is None else strict,
         }
+        main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes and prints
         if resume is not None:
             saved = resume / RUN_CONFIG
             if not saved.is_file():
                 raise UsageError(f"--resume {resume}: no {RUN_CONFIG} there; is it an ssltk run folder?")
-            cfg = resolve_config(saved, objective, sets, {"steps": steps, "out": str(resume)})
+            if objective or sets or backbone or data or config or init or image_size or batch_size or seed is not None:
+                raise UsageError("--resume continues a run with its own config; only --steps and run-time options "
+                                 "(--device, --precision, --num-workers, --compile, --tensorboard) may change")
+            runtime = {"steps": steps, "out": str(resume), "device": device, "precision": precision,
+                       "num_workers": num_workers, "compile": compile_model, "tensorboard": tensorboard}
+            cfg = resolve_config(saved, None, None, runtime)
+            if main_rank:  # a later --resume without --steps continues to the new length
+                (resume / RUN_CONFIG).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         else:
             cfg = resolve_config(config, objective, sets, overrides)
         registry = state.registry
@@ -137,7 +146,6 @@ def register(app: typer.Typer, state: AppState) -> None:
         if dry_run:
             console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="", markup=False)
             return
-        main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes and prints
         if resume is None and main_rank:
             from ssltk.bundle import check_out_dir
 

@@ -174,7 +174,9 @@ def _replace_augment(aug: AugmentConfig, values: dict[str, Any]) -> AugmentConfi
     return dataclasses.replace(aug, **{k: tuple(v) if isinstance(v, list) else v for k, v in vals.items()})
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None, *, check: bool = True
+) -> TrainConfig:
     """Defaults, then the YAML file, then ``overrides`` (None values are ignored)."""
     cfg = TrainConfig()
     if path is not None:
@@ -191,7 +193,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise UsageError(f"--config {p}: the top level must be a mapping of config keys")
         _apply(cfg, data)
     _apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})
-    validate(cfg)
+    if check:  # callers that apply more overrides validate once at the end
+        validate(cfg)
     return cfg
 
 
@@ -211,7 +214,6 @@ def apply_objective_overrides(cfg: TrainConfig, pairs: list[str]) -> None:
             raise UnknownNameError("objective in --set", head, [s.name for s in cfg.objectives] + ["augment"])
         else:
             _apply(cfg, {key: yaml.safe_load(value)})
-    validate(cfg)
 
 
 def validate(cfg: TrainConfig) -> None:

@@ -175,7 +175,13 @@ def pretrain(
 
     step, skipped = 0, {}
     if resume:
-        step, extra = load_train_state(state_dir, modules={"model": model}, optimizer=optimizer, scheduler=scheduler)
+        try:
+            step, extra = load_train_state(state_dir, modules={"model": model}, optimizer=optimizer, scheduler=scheduler)
+        except (RuntimeError, ValueError) as exc:  # shapes changed: another backbone or head options
+            raise UsageError(f"--resume {out}: the saved state does not fit this run's model or optimizer "
+                             f"({str(exc).splitlines()[0][:200]}); resume with the run's own config") from None
+        # timm's scheduler restores its saved length; a resume may extend the run with --steps.
+        scheduler.t_initial = cfg.steps
         skipped = dict(extra.get("skipped", {}))
     else:
         seed_everything(cfg.seed)
@@ -216,8 +222,14 @@ def pretrain(
                 with sync:
                     with rt.autocast():
                         loss, outputs = train_model(batch)
-                    # One host sync per micro-batch for all objectives' losses.
-                    values = torch.stack([o.loss.detach().float() for o in outputs.values()]).tolist()
+                    # One host sync per micro-batch for all objectives' losses; under DDP the
+                    # values are summed over ranks so every rank stops together on NaN/inf
+                    # (a rank raising alone would leave the others waiting in all-reduce).
+                    stacked = torch.stack([o.loss.detach().float() for o in outputs.values()])
+                    if rt.distributed:
+                        torch.distributed.all_reduce(stacked)
+                        stacked /= rt.world_size
+                    values = stacked.tolist()
                     for name, v in zip(outputs, values):
                         if not math.isfinite(v):
                             raise TrainingDiverged(
@@ -259,7 +271,7 @@ def pretrain(
                 modules={"model": model},
                 optimizer=optimizer,
                 scheduler=scheduler,
-                extra={"skipped": skipped, "chunk": chunk + 1},
+                extra={"skipped": skipped},
             )
         if rt.distributed:
             torch.distributed.barrier()
@@ -269,6 +281,9 @@ def pretrain(
     if rt.distributed:
         fingerprints = [None] * rt.world_size
         torch.distributed.all_gather_object(fingerprints, fingerprint)
+        per_rank = [None] * rt.world_size
+        torch.distributed.all_gather_object(per_rank, skipped)  # every rank's bad-data counts
+        skipped = {k: sum(int(r.get(k, 0)) for r in per_rank) for k in skipped}
     result = RunResult(out, step, {k: v for k, v in last_row.items() if k.startswith("loss")}, skipped,
                        samples_seen / elapsed, plan.describe(), fingerprints)
     if rt.is_main:
