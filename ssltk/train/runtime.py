@@ -95,9 +95,11 @@ def init_distributed(device_name: str, timeout_s: int = 600) -> tuple[int, int, 
 
 
 def make_runtime(device: str, precision: str, channels_last: str) -> Runtime:
+    dev = resolve_device(device)  # first: a missing GPU is a one-line error, also under torchrun
+    if dev.type == "cuda" and dev.index is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError(f"--device {device}: under torchrun each rank uses cuda:LOCAL_RANK; pass --device cuda or auto")
     rank, world, local = init_distributed(device)
-    dev = resolve_device(device)
-    if dev.type == "cuda" and world > 1 and dev.index is None:
+    if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", local)
     amp = resolve_precision(precision, dev)
     if channels_last == "auto":
