@@ -59,3 +59,15 @@ def print_json(obj: Any) -> None:
     """Machine-readable output on stdout (no rich markup)."""
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def print_key_values(title: str, rows) -> None:
+    """A two-column key/value table (the human form of a command's ``--json`` summary)."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from ssltk.cli._util import AppState, console, err_console, friendly, print_json
+from ssltk.cli._util import AppState, console, err_console, friendly, print_json, print_key_values
 
 
 def _size(n: int | None) -> str:
@@ -84,12 +83,7 @@ def register(app: typer.Typer, state: AppState) -> None:
         if as_json:
             print_json(info)
             return
-        table = Table(title=f"bundle {path} (format {info['format_version']})", show_header=False)
-        table.add_column("key", style="bold")
-        table.add_column("value", overflow="fold")
-        for key, value in _summary_rows(info):
-            table.add_row(key, value)
-        console.print(table)
+        print_key_values(f"bundle {path} (format {info['format_version']})", _summary_rows(info))
 
     @bundle_app.command("verify")
     @friendly

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ssltk.cli._util import AppState, console, err_console, friendly, print_json
+from ssltk.cli._util import AppState, console, err_console, friendly, print_json, print_key_values
 from ssltk.errors import UsageError
 
 DOCS = "docs/data.md"
@@ -171,12 +171,7 @@ def _inspect_cmd(
     if as_json:
         print_json(info)
         return
-    table = Table(title=f"shards: {spec}", show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("", overflow="fold")
-    for label, value in summary_rows(info):
-        table.add_row(label, value)
-    console.print(table)
+    print_key_values(f"shards: {spec}", summary_rows(info))
     if sheet is not None:
         console.print(f"contact sheet: {sheet}")
 
