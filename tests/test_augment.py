@@ -97,3 +97,24 @@ def test_config_validation_and_coerce():
     assert AugmentConfig().hflip_p == 0.0 and AugmentConfig().hue == 0.0
     with pytest.raises(UsageError, match="image_size"):
         FrameTransform(0)
+
+
+def test_many_without_augmentation_equals_one_at_a_time():
+    """Batched resizing (frames grouped by shape) gives exactly the per-frame values."""
+    imgs = [ramp(30, 50), ramp(24, 40).flip(-1), ramp(30, 50).flip(-2), ramp(20, 20), ramp(36, 20)]
+    imgs.append(imgs[0].permute(1, 2, 0).contiguous().permute(2, 0, 1))  # decoder (channels-last) strides
+    t = FrameTransform(20)
+    got = t.many(imgs, random.Random(0))
+    for img, out in zip(imgs, got):
+        assert out.shape == (3, 20, 20) and out.dtype == torch.uint8
+        assert torch.equal(out, t(img, random.Random(0)))
+
+
+def test_many_with_augmentation_makes_the_same_draws():
+    imgs = [ramp(30, 50), ramp(30, 50).flip(-1), ramp(24, 40)]
+    t = FrameTransform(16, AugmentConfig())
+    rng_a, rng_b = random.Random(5), random.Random(5)
+    batched = t.many(imgs, rng_a)
+    single = [t(img, rng_b) for img in imgs]
+    assert all(torch.equal(a, b) for a, b in zip(batched, single))
+    assert rng_a.random() == rng_b.random()  # the generator advanced identically

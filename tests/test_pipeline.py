@@ -395,3 +395,33 @@ def test_ranks_from_env_in_subprocesses_get_equal_counts(tmp_path):
     for rank, lines in enumerate(outputs):
         assert [(n, r, w) for n, r, w, _ in lines] == [("5", str(rank), "2")] * 2
     assert outputs[0][0][3] != outputs[1][0][3]  # different streams per rank
+
+
+def test_frames_equal_the_per_frame_transform_of_the_stored_jpeg(tmp_path):
+    """Batched resize and the channels-last collate give exactly decode -> centre square -> resize."""
+    import random
+
+    from ssltk.data.augment import FrameTransform
+    from ssltk.data.decode import decode_jpeg
+
+    write_tiny_shards(tmp_path / "d", episodes=2, length=10, cameras=("front", "left"), image_size=(36, 60), segment_length=5)
+    stored = {}
+    for _, meta, imgs in iter_segments(resolve_shards(tmp_path / "d")):
+        for (i, cam), data in imgs.items():
+            stored[(meta.episode, int(meta.frames[i]), cam)] = data
+    plan = make_plan("1-2", cameras="all", data_cameras=("front", "left"))
+    transform = FrameTransform(20)
+    batches = collect(loader(tmp_path / "d", plan, image_size=20, steps_per_epoch=3, samples_per_segment=2))
+    checked = 0
+    for batch in batches:
+        assert batch["frames"].is_contiguous()
+        for b, key in enumerate(batch["keys"]):
+            episode = key.split("/")[0]
+            for t in range(batch["mask"].shape[1]):
+                for v, cam in enumerate(batch["cameras"]):
+                    if batch["mask"][b, t, v]:
+                        data = stored[(episode, int(batch["frame_index"][b, t]), cam)]
+                        want = transform(decode_jpeg(data, 20), random.Random(0))
+                        assert torch.equal(batch["frames"][b, t, v], want)
+                        checked += 1
+    assert checked > 20

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 import webdataset as wds
 
@@ -206,6 +207,9 @@ class _Decode:
         for group in src:
             cache = self._decode_group(group)
             done: dict = {}
+            if self.reuse:  # no random draws per cell: transform each distinct frame once, same shapes together
+                refs = [ref for ref, img in cache.items() if img is not None]
+                done = dict(zip(refs, self.transform.many([cache[ref] for ref in refs], rng)))
             out = []
             for view in group:
                 if any(cache[ref] is None for ref in view.images):
@@ -233,7 +237,6 @@ class _Batch:
     ) -> None:
         self.ctx, self.plan, self.batch_size, self.partial = ctx, plan, batch_size, partial
         self.image_size, self.ego_fields = image_size, ego_fields
-        self._zero: torch.Tensor | None = None
 
     def __call__(self, src: Iterator[list[_Decoded]]) -> Iterator[dict[str, Any]]:
         buf: list[_Decoded] = []
@@ -251,21 +254,21 @@ class _Batch:
 
     def collate(self, items: list[_Decoded]) -> dict[str, Any]:
         T, V, S = len(self.plan.slots), len(self.plan.cameras), self.image_size
-        if self._zero is None or self._zero.shape[-1] != S:
-            self._zero = torch.zeros((3, S, S), dtype=torch.uint8)
-        grid = [[[self._zero] * V for _ in range(T)] for _ in items]
-        valid = [[[False] * V for _ in range(T)] for _ in items]
+        # Each cell (channels-last from the resize kernel) is copied once, by numpy, into the
+        # contract's [3, S, S] layout: ~3x faster for uint8 than torch's permuting copy or
+        # stack (measured at 128 px, 1 thread).
+        frames = _batch_tensor((len(items), T, V, 3, S, S))
+        out = frames.numpy()
+        valid = np.zeros((len(items), T, V), dtype=bool)
         for b, item in enumerate(items):
             for t, v, img in item.cells:
-                grid[b][t][v] = img
-                valid[b][t][v] = True
-        # one copy; inside a DataLoader worker, default_collate stacks straight into shared memory
-        cells = [img for rows in grid for row in rows for img in row]
-        frames = torch.utils.data.default_collate(cells).view(len(items), T, V, 3, S, S)
+                np.copyto(out[b, t, v], img.numpy())
+                valid[b, t, v] = True
+        out[~valid] = 0
         views = [it.view for it in items]
         return {
             "frames": frames,
-            "mask": torch.tensor(valid, dtype=torch.bool),
+            "mask": torch.from_numpy(valid),
             "episode": torch.tensor([[episode_id(v.episode)] * T for v in views], dtype=torch.int64),
             "frame_index": torch.tensor([v.frame_index for v in views], dtype=torch.int64),
             "timestamp": torch.tensor([v.timestamp for v in views], dtype=torch.float64),
@@ -276,6 +279,19 @@ class _Batch:
             "keys": [v.key for v in views],
             "skipped": self.ctx.counter.take(),
         }
+
+
+def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty uint8 tensor; inside a DataLoader worker, in shared memory (as ``default_collate`` does).
+
+    A batch built anywhere else (e.g. from a numpy array) is copied into shared
+    memory or pickled by value on its way to the main process: measured 20 %
+    fewer frames/s with 2 workers on 2 cores.
+    """
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.empty(0, dtype=torch.uint8)._typed_storage()._new_shared(math.prod(shape))
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
 
 
 class _SegmentPipeline(wds.DataPipeline):
