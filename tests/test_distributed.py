@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,35 @@ def test_torchrun_two_ranks_odd_shards_two_workers_finishes_with_one_bundle(tmp_
 
     assert verify_bundle(out) == []
     assert not list(out.glob(".ssltk-write-*")) and not list(out.glob("*.tmp*"))
+
+
+def _failing_main_worker(rank: int, world: int, port: int, out: str) -> None:
+    from ssltk.train.runtime import Runtime, on_main_then_sync
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=120))
+    rt = Runtime(torch.device("cpu"), None, False, rank=rank, world_size=world)
+
+    def write() -> None:
+        raise OSError(28, "No space left on device")
+
+    t0 = time.perf_counter()
+    try:
+        on_main_then_sync(rt, "writing the bundle", write)
+        result = "no error"
+    except Exception as exn:  # noqa: BLE001 - recorded for the test
+        result = f"{type(exn).__name__}: {exn}"
+    on_main_then_sync(rt, "a second step", lambda: None)  # the group is still usable afterwards
+    Path(out, f"rank{rank}.txt").write_text(f"{time.perf_counter() - t0:.1f}\n{result}")
+    dist.destroy_process_group()
+
+
+def test_a_rank0_failure_stops_every_rank_at_once(tmp_path):
+    """Rank 0 failing to write (disk full) must not leave the others waiting out the barrier timeout."""
+    mp.spawn(_failing_main_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    t0, err0 = (tmp_path / "rank0.txt").read_text().split("\n", 1)
+    t1, err1 = (tmp_path / "rank1.txt").read_text().split("\n", 1)
+    assert err0.startswith("OSError") and "No space left" in err0
+    assert err1.startswith("SsltkError") and "rank 0 failed while writing the bundle" in err1
+    assert "No space left on device" in err1 and "\n" not in err1
+    assert float(t1) < 60  # far below the 120 s group timeout

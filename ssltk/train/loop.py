@@ -27,7 +27,7 @@ from ssltk.registry import Registry
 from ssltk.train.config import TrainConfig
 from ssltk.train.metrics import MetricsLog, plot_loss_curve
 from ssltk.train.model import SSLModel
-from ssltk.train.runtime import Runtime, is_conv_net, make_runtime, seed_everything, set_cpu_threads
+from ssltk.train.runtime import Runtime, is_conv_net, make_runtime, on_main_then_sync, seed_everything, set_cpu_threads
 from ssltk.views import ViewPlan
 
 
@@ -264,17 +264,11 @@ def pretrain(
                 progress(step, cfg.steps, last_row)
         batches = None  # release this chunk's workers; the next chunk starts a reseeded stream
         loader.close()
-        if rt.is_main:  # checkpoint at every chunk boundary and at the end
-            save_train_state(
-                state_dir,
-                step=step,
-                modules={"model": model},
-                optimizer=optimizer,
-                scheduler=scheduler,
-                extra={"skipped": skipped},
-            )
-        if rt.distributed:
-            torch.distributed.barrier()
+        # checkpoint at every chunk boundary and at the end (rank 0 writes; a failure stops every rank)
+        on_main_then_sync(rt, f"saving the checkpoint at step {step}", lambda: save_train_state(
+            state_dir, step=step, modules={"model": model}, optimizer=optimizer, scheduler=scheduler,
+            extra={"skipped": skipped},
+        ))  # fmt: skip
 
     elapsed = max(1e-9, time.perf_counter() - t_start)
     fingerprints = [fingerprint]
@@ -288,9 +282,7 @@ def pretrain(
                        samples_seen / elapsed, plan.describe(), fingerprints)
     if rt.is_main:
         log.close()
-        _write_bundle(cfg, model, plan, data, rt, result, registry)
-    if rt.distributed:
-        torch.distributed.barrier()
+    on_main_then_sync(rt, "writing the bundle", lambda: _write_bundle(cfg, model, plan, data, rt, result, registry))
     return result
 
 

@@ -7,12 +7,13 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from ssltk.errors import UsageError
+from ssltk.errors import SsltkError, UsageError
 
 
 @dataclass
@@ -111,6 +112,29 @@ def make_runtime(device: str, precision: str, channels_last: str) -> Runtime:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     return Runtime(dev, amp, cl, rank, world, local)
+
+
+def on_main_then_sync(rt: Runtime, what: str, fn: Callable[[], Any]) -> None:
+    """Run ``fn`` on rank 0 only; then every rank learns whether it worked.
+
+    Replaces ``fn(); barrier()``: if rank 0 fails (disk full, a bad path), the
+    other ranks raise at once with rank 0's one-line reason instead of waiting
+    out the process-group timeout (10 minutes) at a barrier. Rank 0 re-raises
+    its own error.
+    """
+    error: BaseException | None = None
+    if rt.is_main:
+        try:
+            fn()
+        except BaseException as exn:  # noqa: BLE001 - reported to the other ranks, then re-raised
+            error = exn
+    if rt.distributed:
+        status = [f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}" if error else None]
+        dist.broadcast_object_list(status, src=0)
+        if status[0] is not None and error is None:
+            raise SsltkError(f"rank 0 failed while {what} ({status[0]}); this rank stopped too")
+    if error is not None:
+        raise error
 
 
 def set_cpu_threads(requested: int, num_workers: int) -> int:
