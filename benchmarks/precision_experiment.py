@@ -1,6 +1,6 @@
 """Does bf16 cost representation quality? (issue 9) The demo recipe trained in fp32 and in bf16, probed together.
 
-    python benchmarks/precision_experiment.py [--seeds 0] [--precisions fp32,bf16] [--threads 2] [--out runs/precision]
+    python benchmarks/precision_experiment.py [--seeds 0] [--steps 100] [--precisions fp32,bf16] [--threads 2] [--out runs/precision]
 
 For each seed, trains the demo recipe (ssltk/configs/demo.yaml: temporal-infonce, resnet18, 64 px,
 batch 32, 100 steps, same data order) once per precision, then probes the bundles of that seed
@@ -24,7 +24,7 @@ from pathlib import Path
 from recipe_experiment import KEY_ROWS, collect
 
 
-def train(precision: str, seed: int, threads: int, root: Path) -> Path:
+def train(precision: str, seed: int, steps: int | None, threads: int, root: Path) -> Path:
     from ssltk.cli.demo import demo_config_path
     from ssltk.train.config import load_config
     from ssltk.train.loop import pretrain
@@ -33,7 +33,7 @@ def train(precision: str, seed: int, threads: int, root: Path) -> Path:
     if (out / "ssltk.json").exists():
         return out  # resumable experiment: keep finished runs
     # num_workers 0: the data cost is negligible next to an emulated-bf16 step and both runs see the same stream
-    overrides = {"out": str(out), "seed": seed, "precision": precision, "threads": threads, "num_workers": 0}
+    overrides = {"out": str(out), "seed": seed, "steps": steps, "precision": precision, "threads": threads, "num_workers": 0}
     cfg = load_config(demo_config_path(), overrides)
     t0 = time.perf_counter()
     pretrain(cfg, overwrite=True)
@@ -61,6 +61,7 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="0")
+    p.add_argument("--steps", type=int, default=None, help="default: the demo's 100")
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--threads", type=int, default=2, help="CPU compute threads per run")
     p.add_argument("--out", default="runs/precision")
@@ -70,12 +71,12 @@ def main() -> None:
     root = Path(args.out)
     results, names = {}, {}
     for seed in seeds:
-        bundles = [train(prec, seed, args.threads, root) for prec in precisions]
+        bundles = [train(prec, seed, args.steps, args.threads, root) for prec in precisions]
         results[seed] = run_probe(bundles[0], None, compare=[str(b) for b in bundles[1:]], seeds=(seed,), out=None)
         names[seed] = precisions
     table = collect(results, names)
     Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
-    Path("benchmarks/results/precision.json").write_text(json.dumps({"seeds": seeds, "table": table}, indent=1))
+    Path("benchmarks/results/precision.json").write_text(json.dumps({"seeds": seeds, "steps": args.steps, "table": table}, indent=1))
     print(markdown(table, precisions, seeds))
 
 

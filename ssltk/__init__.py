@@ -5,22 +5,51 @@ The public API for users and plugin authors lives here.
 
 from __future__ import annotations
 
+import importlib as _importlib
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING
 
-from ssltk.backbones import Backbone, BackboneFamily
-from ssltk.batch import Batch, BatchContractError, validate_batch
 from ssltk.errors import SsltkError, UnknownNameError, UsageError
 from ssltk.hookspecs import hookimpl
-from ssltk.objectives import LossOutput, NoOptions, Objective
 from ssltk.plugins import get_plugin_manager
 from ssltk.registry import Registry
 from ssltk.views import DeltaRange, ViewRequest
+
+# Names whose modules import torch load on first use (PEP 562), so that `import ssltk` and the
+# CLI's help stay fast: `ssltk --help` would otherwise spend seconds importing torch.
+_LAZY = {
+    "Backbone": "ssltk.backbones",
+    "BackboneFamily": "ssltk.backbones",
+    "Batch": "ssltk.batch",
+    "BatchContractError": "ssltk.batch",
+    "validate_batch": "ssltk.batch",
+    "LossOutput": "ssltk.objectives",
+    "NoOptions": "ssltk.objectives",
+    "Objective": "ssltk.objectives",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from ssltk.backbones import Backbone, BackboneFamily
+    from ssltk.batch import Batch, BatchContractError, validate_batch
+    from ssltk.objectives import LossOutput, NoOptions, Objective
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ssltk' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 try:
     __version__ = _metadata.version("ssltk")
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
-
 
 
 def load_backbone(path, device="cpu"):

@@ -56,10 +56,12 @@ class SsltkPluginManager(pluggy.PluginManager):
         name = self.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
         return self.infos.get(name) or PluginInfo(name, "-", "-", getattr(plugin, "__name__", name))
 
-    def register_plugin(self, plugin: object, name: str, dist: str = "-", version: str = "-") -> None:
-        """Register ``plugin`` under ``name`` with its provenance, checking hook names."""
+    def register_plugin(
+        self, plugin: object, name: str, dist: str = "-", version: str = "-", module: str | None = None
+    ) -> None:
+        """Register ``plugin`` under ``name`` with its provenance (``module``: the entry point's value)."""
         self.register(plugin, name=name)
-        self.infos[name] = PluginInfo(name, dist, version, getattr(plugin, "__name__", name))
+        self.infos[name] = PluginInfo(name, dist, version, module or getattr(plugin, "__name__", name))
 
     def mark_broken(self, name: str, dist: str, version: str, module: str, exc: BaseException) -> None:
         self.infos[name] = PluginInfo(name, dist, version, module, _one_line(exc))
@@ -127,7 +129,7 @@ def get_plugin_manager(
             continue
         try:
             plugin = ep.load()
-            pm.register_plugin(plugin, ep.name, dist_name, version)
+            pm.register_plugin(plugin, ep.name, dist_name, version, ep.value)
             pm.trace_line("loaded", ep.name, f"({dist_name} {version})", "from", ep.value)
         except Exception as exc:  # a broken plugin must not take the CLI down
             if pm.has_plugin(ep.name):

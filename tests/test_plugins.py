@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from importlib import metadata
 
 import pytest
@@ -27,12 +30,12 @@ def builtins(**kwargs) -> ssltk.Registry:
 
 def test_builtins_load_from_real_entry_point_metadata():
     declared = {ep.name: ep.value for ep in metadata.distribution("ssltk").entry_points if ep.group == "ssltk"}
-    assert declared["timm"] == "ssltk_builtins.timm_backbones"
+    assert declared["timm"] == "ssltk_builtins.entry_points:timm"
     pm = get_plugin_manager(load=["ssltk"])
     assert set(pm.infos) == set(declared)  # every builtin is loaded or recorded broken
     info = pm.infos["timm"]
     assert (info.dist, info.version) == ("ssltk", metadata.version("ssltk"))
-    assert info.module == "ssltk_builtins.timm_backbones"
+    assert info.module == "ssltk_builtins.entry_points:timm"
     entry = Registry(pm).backbones["timm"]
     assert entry.plugin.dist == "ssltk" and entry.plugin.name == "timm"
 
@@ -281,3 +284,38 @@ def test_every_hookspec_is_known_to_the_manager():
     specs = {name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "ssltk_spec")}
     assert {"register_objectives", "register_backbones", "register_commands", "bundle_metadata"} <= specs
     assert all(getattr(pm.hook, name).spec is not None for name in specs)
+
+
+# -- start-up cost -------------------------------------------------------------------------
+
+
+def test_help_and_light_commands_do_not_import_torch():
+    """Entry points, `import ssltk` and the CLI's help stay light: torch loads when a command needs it."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from ssltk.cli import build_app\n"
+        "app = build_app()\n"
+        "for args in (['--help'], ['pretrain', '--help'], ['data', '--help'], ['--version']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "heavy = sorted(m for m in ('torch', 'timm', 'torchvision', 'numpy') if m in sys.modules)\n"
+        "print(heavy)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SSLTK_LOAD_PLUGINS"}  # every installed plugin
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]", f"imported at start-up: {res.stdout.strip()}"
+
+
+def test_builtin_implementations_load_when_the_registry_is_built():
+    code = (
+        "import sys\n"
+        "from ssltk import Registry, get_plugin_manager\n"
+        "pm = get_plugin_manager(load=['ssltk'])\n"
+        "before = 'ssltk_builtins.temporal_infonce' in sys.modules\n"
+        "reg = Registry(pm)\n"
+        "print(before, reg.objective('temporal-infonce').obj.__module__)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "ssltk_builtins.temporal_infonce"]

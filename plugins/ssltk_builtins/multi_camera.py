@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import ssltk
 from ssltk import UsageError, ViewRequest
 from ssltk.contrastive import ContrastiveObjective, ContrastiveOptions, Masks, Rows, near, parse_cameras
 
-__all__ = ["MultiCamera", "register_objectives"]
+__all__ = ["MultiCamera"]
 
 
 @dataclass
@@ -50,8 +49,3 @@ class MultiCamera(ContrastiveObjective):
         pos = near(anchors.frame, anchors, keys, 0)
         exclude = near(anchors.frame, anchors, keys, self.options.guard) if self.options.guard > 0 else None
         return Masks(pos, exclude)
-
-
-@ssltk.hookimpl
-def register_objectives(register) -> None:
-    register("multi-camera", MultiCamera)

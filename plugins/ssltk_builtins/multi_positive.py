@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import ssltk
 from ssltk import DeltaRange, UsageError, ViewRequest
 from ssltk.contrastive import ContrastiveObjective, ContrastiveOptions, Masks, Rows, near, parse_cameras
 
-__all__ = ["MultiPositive", "register_objectives"]
+__all__ = ["MultiPositive"]
 
 
 @dataclass
@@ -57,8 +56,3 @@ class MultiPositive(ContrastiveObjective):
         guard = self.options.guard
         exclude = near(anchors.frame, anchors, keys, guard) if guard > self.options.window else None
         return Masks(pos, exclude)
-
-
-@ssltk.hookimpl
-def register_objectives(register) -> None:
-    register("multi-positive", MultiPositive)

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import ssltk
 from ssltk import UsageError, ViewRequest
 from ssltk.contrastive import ContrastiveObjective, ContrastiveOptions, Masks, Rows, near, parse_cameras, same
 
-__all__ = ["PerFrame", "register_objectives"]
+__all__ = ["PerFrame"]
 
 
 @dataclass
@@ -52,8 +51,3 @@ class PerFrame(ContrastiveObjective):
         pos &= ~same(anchors.slot, keys.slot)
         guard = self.options.guard
         return Masks(pos, near(anchors.frame, anchors, keys, guard) if guard >= 0 else None)
-
-
-@ssltk.hookimpl
-def register_objectives(register) -> None:
-    register("per-frame", PerFrame)

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import ssltk
 from ssltk import DeltaRange, UsageError, ViewRequest
 from ssltk.contrastive import ContrastiveObjective, ContrastiveOptions, Masks, Rows, near, parse_cameras, same
 
-__all__ = ["TemporalInfoNCE", "register_objectives"]
+__all__ = ["TemporalInfoNCE"]
 
 
 @dataclass
@@ -62,8 +61,3 @@ class TemporalInfoNCE(ContrastiveObjective):
         exclude |= near(anchors.partner("frame"), anchors, keys, g)
         only_t = None if self.options.symmetric else anchors.slot == 0
         return Masks(pos, exclude, only_t)
-
-
-@ssltk.hookimpl
-def register_objectives(register) -> None:
-    register("temporal-infonce", TemporalInfoNCE)

@@ -16,10 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-import ssltk
 from ssltk import Backbone, BackboneFamily, UnknownNameError, UsageError
 
-__all__ = ["TimmBackbone", "TimmFamily", "register_backbones"]
+__all__ = ["TimmBackbone", "TimmFamily"]
 
 # Models whose input size is fixed by default and need img_size (ViT-like); timm's
 # pretrained_cfg.fixed_input_size catches the rest (mixer, maxvit, coatnet, hiera...).
@@ -231,8 +230,3 @@ def _drop_classifier(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[s
 def _first_line(exc: BaseException, index: int = 0) -> str:
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     return lines[min(index, len(lines) - 1)] if lines else ""
-
-
-@ssltk.hookimpl
-def register_backbones(register) -> None:
-    register(TimmFamily())

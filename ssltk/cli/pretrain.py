@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 import yaml
@@ -14,7 +14,9 @@ from rich.table import Table
 
 from ssltk.cli._util import AppState, console, friendly
 from ssltk.errors import UsageError
-from ssltk.train.config import ObjectiveSpec, TrainConfig, apply_objective_overrides, load_config, parse_objective_arg, validate
+
+if TYPE_CHECKING:  # the config module imports torch: loaded when a command runs, not for --help
+    from ssltk.train.config import TrainConfig
 
 RUN_CONFIG = "run_config.yaml"
 
@@ -26,6 +28,8 @@ def resolve_config(
     overrides: dict[str, Any],
 ) -> TrainConfig:
     """Defaults < YAML file < ``--objective`` / options < ``--set`` pairs."""
+    from ssltk.train.config import ObjectiveSpec, apply_objective_overrides, load_config, parse_objective_arg, validate
+
     cfg = load_config(config, overrides, check=False)
     if objectives:
         keep = {s.name: s for s in cfg.objectives}
