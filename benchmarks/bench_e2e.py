@@ -8,8 +8,9 @@
   augmentation, view sampling, the model, the objective, AdamW, schedule, logging and the final
   checkpoint and bundle (the bundle write happens after the timed steps).
 * ``bare`` (the bound): the same ``SSLModel`` (backbone, head, loss), the same optimizer and schedule,
-  stepping on ONE batch that is already on the device — no data loading at all. It runs in fp32 (what a
-  hand-written loop does without extra flags) and, when ssltk's ``--precision`` (default ``auto``)
+  stepping on ONE batch that is already on the device — no data loading at all. It runs in fp32 (a hand-written
+  loop without mixed precision; on CUDA with TF32 and ``cudnn.benchmark`` on, as ssltk sets them, so
+  that bound is the stricter one) and, when ssltk's ``--precision`` (default ``auto``)
   resolves to bf16 on this machine, also in bf16 + channels_last: the first ratio shows "faster than a
   hand-written loop", the second "no overhead at the same precision".
 

@@ -29,7 +29,7 @@ def train(precision: str, seed: int, steps: int | None, threads: int, root: Path
     from ssltk.train.config import load_config
     from ssltk.train.loop import pretrain
 
-    out = root / f"{precision}-s{seed}"
+    out = root / f"{precision}-s{seed}-{steps or 'demo'}steps"
     if (out / "ssltk.json").exists():
         return out  # resumable experiment: keep finished runs
     # num_workers 0: the data cost is negligible next to an emulated-bf16 step and both runs see the same stream

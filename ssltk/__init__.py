@@ -36,9 +36,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
 
 def __getattr__(name: str):
     module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ssltk' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
+    if module is not None:
+        value = getattr(_importlib.import_module(module), name)
+    else:  # a submodule used as an attribute (`ssltk.batch.select`) after a plain `import ssltk`
+        try:
+            value = _importlib.import_module(f"ssltk.{name}")
+        except ModuleNotFoundError as exn:
+            if exn.name != f"ssltk.{name}":
+                raise
+            raise AttributeError(f"module 'ssltk' has no attribute {name!r}") from None
     globals()[name] = value
     return value
 

@@ -319,3 +319,12 @@ def test_builtin_implementations_load_when_the_registry_is_built():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["False", "ssltk_builtins.temporal_infonce"]
+
+
+def test_submodules_are_attributes_after_a_plain_import():
+    code = "import ssltk\nprint(ssltk.batch.select.__name__, ssltk.views.ViewPlan.__name__)\n"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["select", "ViewPlan"]
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        ssltk.nonexistent  # noqa: B018

@@ -193,3 +193,8 @@ def test_check_plan_fits_delta_too_long_frames_and_seconds():
 def test_frame_interval_from_timestamps_or_fps():
     assert frame_interval(meta(length=5, fps=20.0)) == pytest.approx(0.05)
     assert frame_interval(meta(length=1, fps=4.0)) == pytest.approx(0.25)
+    # the median of the positive steps: an odd gap and a repeated timestamp do not move it
+    assert frame_interval(meta(length=6, timestamps=[0.0, 0.1, 0.2, 0.2, 0.3, 0.9])) == pytest.approx(0.1)
+    assert frame_interval(meta(length=5, timestamps=[0.0, 0.1, 0.3, 0.4, 0.6])) == pytest.approx(0.15)
+    # a missing (null) timestamp is skipped, as NaN was before
+    assert frame_interval(meta(length=4, timestamps=[0.0, None, 0.2, 0.3])) == pytest.approx(0.1)

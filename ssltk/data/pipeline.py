@@ -285,11 +285,20 @@ class _Batch:
         }
 
 
-def _small_fields_as_tensors(batch: dict[str, Any]) -> dict[str, Any]:
-    """The batch as the contract has it: the numpy fields of :meth:`_Batch.collate` as tensors."""
+def _small_fields_as_tensors(batch: dict[str, Any], pin: bool) -> dict[str, Any]:
+    """The batch as the contract has it: the numpy fields of :meth:`_Batch.collate` as tensors.
+
+    ``pin``: pin them too (the DataLoader's pinning step passes numpy arrays through), so every
+    field's copy to the GPU can be asynchronous.
+    """
+
+    def tensor(a: Any) -> torch.Tensor:
+        t = torch.from_numpy(a)
+        return t.pin_memory() if pin else t
+
     for name in ("mask", "episode", "frame_index", "timestamp", "dt"):
-        batch[name] = torch.from_numpy(batch[name])
-    batch["ego"] = {f: torch.from_numpy(v) for f, v in batch["ego"].items()}
+        batch[name] = tensor(batch[name])
+    batch["ego"] = {f: tensor(v) for f, v in batch["ego"].items()}
     return batch
 
 
@@ -394,6 +403,7 @@ class SegmentLoader:
         self.loader, self.plan, self.info = loader, plan, info
         self.steps_per_epoch = steps_per_epoch
         self.settings = settings
+        self.pin = bool(settings.get("pin_memory")) and torch.cuda.is_available()  # as the DataLoader does
         self.skipped: Counter[str] = Counter({k: 0 for k in SKIP_KINDS})
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -405,7 +415,7 @@ class SegmentLoader:
                 for kind, n in batch.get("skipped", {}).items():
                     self.skipped[kind] += n
                 if not batch.get(COUNTS_ONLY):
-                    yield _small_fields_as_tensors(batch)
+                    yield _small_fields_as_tensors(batch, self.pin)
         except SsltkError as exn:  # BadDataError (strict) or the no-usable-data guard, maybe from a worker
             error = clean_worker_error(exn)
             exn.__traceback__ = None  # torch's re-raise leaves an exception <-> frame cycle
@@ -509,6 +519,6 @@ def build_loader(
         "batch_size": batch_size, "image_size": image_size, "steps_per_epoch": steps_per_epoch,
         "num_workers": num_workers, "seed": seed, "shuffle_buffer": buffer, "samples_per_segment": k,
         "augment": aug.to_dict(), "strict": strict, "resampled": resampled, "rank": rank, "world_size": world,
-        "shards": len(info.urls),
+        "shards": len(info.urls), "pin_memory": pin,
     }  # fmt: skip
     return SegmentLoader(loader, plan=plan, info=info, steps_per_epoch=steps_per_epoch if resampled else None, settings=settings)

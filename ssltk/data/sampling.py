@@ -59,7 +59,7 @@ class RawView:
 def frame_interval(meta: SegmentMeta) -> float | None:
     """Typical seconds between timesteps: median timestamp difference, else ``1 / fps``."""
     if meta.length >= 2:
-        ts = [float(t) for t in meta.timestamps]
+        ts = [math.nan if t is None else float(t) for t in meta.timestamps]  # NaN never counts below
         # plain Python: numpy's median costs ~30 µs per call, once per segment read (a few % of the loader)
         diffs = [b - a for a, b in zip(ts, ts[1:]) if b > a]
         if diffs:

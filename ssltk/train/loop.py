@@ -280,9 +280,12 @@ def pretrain(
         skipped = {k: sum(int(r.get(k, 0)) for r in per_rank) for k in skipped}
     result = RunResult(out, step, {k: v for k, v in last_row.items() if k.startswith("loss")}, skipped,
                        samples_seen / elapsed, plan.describe(), fingerprints)
-    if rt.is_main:
+
+    def finish() -> None:
         log.close()
-    on_main_then_sync(rt, "writing the bundle", lambda: _write_bundle(cfg, model, plan, data, rt, result, registry))
+        _write_bundle(cfg, model, plan, data, rt, result, registry)
+
+    on_main_then_sync(rt, "writing the bundle", finish)
     return result
 
 

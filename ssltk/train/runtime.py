@@ -114,6 +114,14 @@ def make_runtime(device: str, precision: str, channels_last: str) -> Runtime:
     return Runtime(dev, amp, cl, rank, world, local)
 
 
+def _one_line(error: BaseException) -> str:
+    try:
+        text = str(error).strip().splitlines()
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails still gets reported
+        text = []
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
 def on_main_then_sync(rt: Runtime, what: str, fn: Callable[[], Any]) -> None:
     """Run ``fn`` on rank 0 only; then every rank learns whether it worked.
 
@@ -129,8 +137,9 @@ def on_main_then_sync(rt: Runtime, what: str, fn: Callable[[], Any]) -> None:
         except BaseException as exn:  # noqa: BLE001 - reported to the other ranks, then re-raised
             error = exn
     if rt.distributed:
-        status = [f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}" if error else None]
-        dist.broadcast_object_list(status, src=0)
+        status = [_one_line(error) if error is not None else None]
+        # NCCL sends the pickled object through this rank's GPU
+        dist.broadcast_object_list(status, src=0, device=rt.device if rt.device.type == "cuda" else None)
         if status[0] is not None and error is None:
             raise SsltkError(f"rank 0 failed while {what} ({status[0]}); this rank stopped too")
     if error is not None:
