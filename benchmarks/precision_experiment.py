@@ -6,7 +6,7 @@ For each seed, trains the demo recipe (ssltk/configs/demo.yaml: temporal-infonce
 batch 32, 100 steps, same data order) once per precision, then probes the bundles of that seed
 together (``run_probe`` with ``--compare``: same probe split, same ridge folds, plus random init and
 raw pixels). Prints a markdown table with each precision's value and bf16 - fp32, and writes
-``benchmarks/results/precision.json``.
+``benchmarks/results/precision-<steps>steps.json``.
 
 bf16 here means what ``--precision bf16`` does: autocast to bfloat16 plus channels_last. On CPUs
 without AMX/AVX512-BF16 oneDNN emulates bf16, which is ~25x slower than fp32 but computes the same
@@ -70,14 +70,16 @@ def main() -> None:
     precisions = args.precisions.split(",")
     root = Path(args.out)
     results, names = {}, {}
-    for seed in seeds:
+    steps = args.steps or 100
+    result_file = Path(f"benchmarks/results/precision-{steps}steps.json")
+    result_file.parent.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:  # results are written after every seed: a long run can be read while it goes on
         bundles = [train(prec, seed, args.steps, args.threads, root) for prec in precisions]
         results[seed] = run_probe(bundles[0], None, compare=[str(b) for b in bundles[1:]], seeds=(seed,), out=None)
         names[seed] = precisions
-    table = collect(results, names)
-    Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
-    Path("benchmarks/results/precision.json").write_text(json.dumps({"seeds": seeds, "steps": args.steps, "table": table}, indent=1))
-    print(markdown(table, precisions, seeds))
+        table = collect(results, names)
+        result_file.write_text(json.dumps({"seeds": list(results), "steps": steps, "table": table}, indent=1))
+        print(f"\n{steps} steps, seeds so far {list(results)}:\n" + markdown(table, precisions, list(results)), flush=True)
 
 
 if __name__ == "__main__":
