@@ -59,7 +59,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     num_workers: int = 1
-    threads: int = 0  # CPU compute threads; 0 = auto (cores not used by data workers)
+    threads: int = 0  # CPU compute threads; 0 = auto (every core this process may use)
     samples_per_segment: int = 4
     shuffle_buffer: int = 256
     # None = auto: on when an objective needs an augmented copy of the anchor (per-frame), off
