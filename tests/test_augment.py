@@ -118,3 +118,32 @@ def test_many_with_augmentation_makes_the_same_draws():
     single = [t(img, rng_b) for img in imgs]
     assert all(torch.equal(a, b) for a, b in zip(batched, single))
     assert rng_a.random() == rng_b.random()  # the generator advanced identically
+
+
+def test_photometric_ops_in_float_match_torchvision():
+    """The in-place float ops give torchvision's adjust_* / grayscale / flip results (within rounding)."""
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (4, 3, 12, 12), generator=g, dtype=torch.uint8)
+    plans = [
+        {"flip": True, "jitter": [("brightness", 1.3), ("contrast", 0.7), ("saturation", 1.2)], "gray": False, "blur": None},
+        {"flip": False, "jitter": [("saturation", 0.6), ("brightness", 0.8), ("hue", 0.1)], "gray": False, "blur": None},
+        {"flip": False, "jitter": [("contrast", 1.25)], "gray": True, "blur": (5, 0.8)},
+        {"flip": False, "jitter": [], "gray": False, "blur": None},
+    ]
+    got = FrameTransform._apply(frames, plans)
+    ops = {"brightness": F.adjust_brightness, "contrast": F.adjust_contrast, "saturation": F.adjust_saturation,
+           "hue": F.adjust_hue}  # fmt: skip
+    for img, plan, out in zip(frames, plans, got):
+        ref = img.float().unsqueeze(0) / 255  # torchvision on float in [0, 1]: no rounding between ops
+        if plan["flip"]:
+            ref = F.horizontal_flip(ref)
+        for name, factor in plan["jitter"]:
+            ref = ops[name](ref, factor)
+        if plan["gray"]:
+            ref = F.rgb_to_grayscale(ref, num_output_channels=3)
+        if plan["blur"]:
+            k, sigma = plan["blur"]
+            ref = F.gaussian_blur(ref, [k, k], [sigma, sigma])
+        ref = (ref[0] * 255).round().clamp(0, 255)
+        assert (out.float() - ref).abs().max() <= 1.0
+    assert torch.equal(got[3], frames[3])  # no op: unchanged

@@ -206,24 +206,18 @@ class _Decode:
         rng = self.ctx.rng
         for group in src:
             cache = self._decode_group(group)
-            done: dict = {}
+            views = [view for view in group if all(cache[ref] is not None for ref in view.images)]  # else corrupt
+            cells = [(i, t, v, ref) for i, view in enumerate(views) for t, row in enumerate(view.refs)
+                     for v, ref in enumerate(row) if ref is not None]  # fmt: skip
             if self.reuse:  # no random draws per cell: transform each distinct frame once, same shapes together
-                refs = [ref for ref, img in cache.items() if img is not None]
+                refs = list(dict.fromkeys(ref for *_, ref in cells))
                 done = dict(zip(refs, self.transform.many([cache[ref] for ref in refs], rng)))
-            out = []
-            for view in group:
-                if any(cache[ref] is None for ref in view.images):
-                    continue  # uses a corrupt image (counted above)
-                cells = []
-                for t, row in enumerate(view.refs):
-                    for v, ref in enumerate(row):
-                        if ref is None:
-                            continue
-                        img = done.get(ref) if self.reuse else None
-                        if img is None:
-                            img = done[ref] = self.transform(cache[ref], rng)
-                        cells.append((t, v, img))
-                out.append(_Decoded(view, cells))
+                images = [done[ref] for *_, ref in cells]
+            else:  # every cell its own draws, in cell order; the photometric ops run batched
+                images = self.transform.many([cache[ref] for *_, ref in cells], rng)
+            out = [_Decoded(view, []) for view in views]
+            for (i, t, v, _), img in zip(cells, images):
+                out[i].cells.append((t, v, img))
             if out:
                 self.ctx.shards_since_output = 0
                 yield out
