@@ -9,7 +9,7 @@ raw pixels). Prints a markdown table with each precision's value and bf16 - fp32
 ``benchmarks/results/precision-<steps>steps.json``.
 
 bf16 here means what ``--precision bf16`` does: autocast to bfloat16 plus channels_last. On CPUs
-without AMX/AVX512-BF16 oneDNN emulates bf16, which is ~25x slower than fp32 but computes the same
+without AMX/AVX512-BF16 oneDNN emulates bf16, which is ~10-25x slower than fp32 but computes the same
 bf16-rounded numbers, so the quality comparison holds even where the speed does not.
 """
 
