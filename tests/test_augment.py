@@ -147,3 +147,8 @@ def test_photometric_ops_in_float_match_torchvision():
         ref = (ref[0] * 255).round().clamp(0, 255)
         assert (out.float() - ref).abs().max() <= 1.0
     assert torch.equal(got[3], frames[3])  # no op: unchanged
+
+
+def test_many_of_nothing_is_nothing():
+    assert FrameTransform(16, AugmentConfig()).many([], random.Random(0)) == []
+    assert FrameTransform(16).many([], random.Random(0)) == []

@@ -349,6 +349,8 @@ def test_all_images_corrupt_does_not_hang(two_shards):
         corrupt(Path(u), "corrupt_image")  # only each shard's first segment
     ld = loader(path, make_plan(data_cameras=("front",)), samples_per_segment=1, batch_size=1)
     assert len(collect(ld)) == 6  # the other segments still feed the stream
+    ld = loader(path, make_plan(data_cameras=("front",)), samples_per_segment=1, batch_size=1, augment=True)
+    assert len(collect(ld)) == 6  # with augmentation too (a group with no usable cell is skipped)
     for u in urls:
         write_raw_tar(Path(u), [(n, b"\xff\xd8bad" if n.endswith(".jpg") else d) for n, d in members(Path(u))])
     with pytest.raises(UsageError, match="without one usable sample"):

@@ -144,8 +144,10 @@ class FrameTransform:
         Without augmentation every frame gets the centred square, so frames of
         one shape are resized together (:func:`resize_many`). With augmentation
         each frame draws its crop and photometric parameters in turn, then the
-        photometric ops run on all frames at once in float (:meth:`_apply`).
+        photometric ops run in one float buffer (:meth:`_apply`).
         """
+        if not imgs:
+            return []
         if self.config.enabled:
             crops, plans = [], []
             for img in imgs:

@@ -213,7 +213,7 @@ class _Decode:
                 refs = list(dict.fromkeys(ref for *_, ref in cells))
                 done = dict(zip(refs, self.transform.many([cache[ref] for ref in refs], rng)))
                 images = [done[ref] for *_, ref in cells]
-            else:  # every cell its own draws, in cell order; the photometric ops run batched
+            else:  # every cell its own draws, in cell order (as one transform call per cell would)
                 images = self.transform.many([cache[ref] for *_, ref in cells], rng)
             out = [_Decoded(view, []) for view in views]
             for (i, t, v, _), img in zip(cells, images):
