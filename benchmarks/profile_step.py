@@ -48,7 +48,7 @@ def main() -> None:
     })  # fmt: skip
     cfg.objectives = [ObjectiveSpec(args.objective, 1.0, {})]
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
-    threads = set_cpu_threads(cfg.threads, cfg.num_workers) if rt.device.type == "cpu" else torch.get_num_threads()
+    threads = set_cpu_threads(cfg.threads) if rt.device.type == "cpu" else torch.get_num_threads()
     data = probe_data(cfg.data)
     model, plan = build_run(cfg, Registry(), rt, data)
     optimizer, _ = make_optimizer(model, cfg)

@@ -42,3 +42,12 @@ class DuplicateNameError(SsltkError):
 
 class BrokenPluginError(SsltkError):
     """A command needs something that a broken plugin should have provided."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``"TypeName: first line of the message"`` (just the type name when the message is empty)."""
+    try:
+        text = str(exc).strip().splitlines()
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails is still described
+        text = []
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import pluggy
 
 from ssltk import hookspecs
+from ssltk.errors import one_line
 
 GROUP = "ssltk"
 
@@ -64,8 +65,8 @@ class SsltkPluginManager(pluggy.PluginManager):
         self.infos[name] = PluginInfo(name, dist, version, module or getattr(plugin, "__name__", name))
 
     def mark_broken(self, name: str, dist: str, version: str, module: str, exc: BaseException) -> None:
-        self.infos[name] = PluginInfo(name, dist, version, module, _one_line(exc))
-        self.trace_line("broken", name, f"({dist} {version}):", _one_line(exc))
+        self.infos[name] = PluginInfo(name, dist, version, module, one_line(exc))
+        self.trace_line("broken", name, f"({dist} {version}):", one_line(exc))
 
     def trace_line(self, *words: object) -> None:
         """One line of the plugin trace (written to stderr only with ``SSLTK_TRACE_PLUGINS``)."""
@@ -74,11 +75,6 @@ class SsltkPluginManager(pluggy.PluginManager):
     @property
     def broken(self) -> list[PluginInfo]:
         return [i for i in self.infos.values() if i.broken]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def _split_env(value: str | None) -> set[str] | None:

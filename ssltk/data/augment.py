@@ -7,10 +7,10 @@ square sub-crop covering ``crop_scale`` of that square's area (so the aspect
 ratio is never distorted). Then resize to ``size`` (bilinear, antialiased;
 the same kernel as ``v2.functional.resize``, called on a channels-last view).
 
-Photometric augmentations, each frame with its own random parameters (colour
-ops with ``transforms.v2.functional``'s definitions, computed in float in place,
-blur and hue by torchvision itself; see :meth:`FrameTransform._apply`): colour jitter (brightness, contrast,
-saturation, hue; random order, like ``v2.ColorJitter``), grayscale, Gaussian
+Photometric augmentations, each frame with its own random parameters: colour
+jitter (brightness, contrast, saturation, hue; random order, like
+``v2.ColorJitter``; ``transforms.v2.functional``'s definitions computed in float
+in place, see :meth:`FrameTransform._apply`), grayscale, Gaussian
 blur, and an optional horizontal flip (off by default: driving scenes are not
 mirror-symmetric — traffic drives on one side). Hue is 0 by default so traffic
 lights and signs keep their colours.

@@ -164,7 +164,7 @@ def pretrain(
         check_out_dir(out, overwrite)
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
     if rt.device.type == "cpu":
-        set_cpu_threads(cfg.threads, cfg.num_workers)
+        set_cpu_threads(cfg.threads)
     if cfg.data is None:
         from ssltk.data.cache import default_synthetic_shards
 

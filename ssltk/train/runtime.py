@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ssltk.errors import SsltkError, UsageError
+from ssltk.errors import SsltkError, UsageError, one_line
 
 
 @dataclass
@@ -114,14 +114,6 @@ def make_runtime(device: str, precision: str, channels_last: str) -> Runtime:
     return Runtime(dev, amp, cl, rank, world, local)
 
 
-def _one_line(error: BaseException) -> str:
-    try:
-        text = str(error).strip().splitlines()
-    except Exception:  # noqa: BLE001 - an exception whose __str__ fails still gets reported
-        text = []
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-
-
 def on_main_then_sync(rt: Runtime, what: str, fn: Callable[[], Any]) -> None:
     """Run ``fn`` on rank 0 only; then every rank learns whether it worked.
 
@@ -137,7 +129,7 @@ def on_main_then_sync(rt: Runtime, what: str, fn: Callable[[], Any]) -> None:
         except BaseException as exn:  # noqa: BLE001 - reported to the other ranks, then re-raised
             error = exn
     if rt.distributed:
-        status = [_one_line(error) if error is not None else None]
+        status = [one_line(error) if error is not None else None]
         # NCCL sends the pickled object through this rank's GPU
         dist.broadcast_object_list(status, src=0, device=rt.device if rt.device.type == "cuda" else None)
         if status[0] is not None and error is None:
@@ -146,7 +138,7 @@ def on_main_then_sync(rt: Runtime, what: str, fn: Callable[[], Any]) -> None:
         raise error
 
 
-def set_cpu_threads(requested: int, num_workers: int) -> int:
+def set_cpu_threads(requested: int) -> int:
     """Compute threads for a CPU run: ``requested``, else every core this process may use.
 
     Loader workers are not subtracted: once training is compute-bound a worker needs
@@ -154,7 +146,6 @@ def set_cpu_threads(requested: int, num_workers: int) -> int:
     giving its core away halves the compute. On the quiet 2-core machine, with one
     worker: 1 compute thread 9.6 samples/s, 2 threads 17.6 (a bare loop: 18.1).
     ``OMP_NUM_THREADS`` wins if set (e.g. to leave cores to other jobs on a busy machine).
-    ``num_workers`` is kept for callers; it does not change the result.
     """
     if requested > 0:
         n = requested
