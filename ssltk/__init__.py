@@ -23,6 +23,8 @@ _LAZY = {
     "Batch": "ssltk.batch",
     "BatchContractError": "ssltk.batch",
     "validate_batch": "ssltk.batch",
+    "EMA": "ssltk.ema",
+    "TargetRequest": "ssltk.ema",
     "LossOutput": "ssltk.objectives",
     "NoOptions": "ssltk.objectives",
     "Objective": "ssltk.objectives",
@@ -31,6 +33,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ssltk.backbones import Backbone, BackboneFamily
     from ssltk.batch import Batch, BatchContractError, validate_batch
+    from ssltk.ema import EMA, TargetRequest
     from ssltk.objectives import LossOutput, NoOptions, Objective
 
 
@@ -74,11 +77,13 @@ __all__ = [
     "Batch",
     "BatchContractError",
     "DeltaRange",
+    "EMA",
     "LossOutput",
     "NoOptions",
     "Objective",
     "Registry",
     "SsltkError",
+    "TargetRequest",
     "UnknownNameError",
     "UsageError",
     "ViewRequest",

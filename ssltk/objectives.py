@@ -11,6 +11,12 @@ the slots and cameras this objective asked for:
 * ``batch``: the sub-batch (``ssltk.batch``), same B, T, V.
 
 It returns a :class:`LossOutput` whose ``loss`` is a finite scalar.
+
+An objective that needs an EMA *target encoder* of the backbone (BYOL, JEPA)
+returns an :class:`ssltk.TargetRequest` from :meth:`Objective.target_encoder`;
+the trainer then also passes ``target``, the target encoder's features of the
+requested slots (``forward(emb, batch, target)``, see ``ssltk.ema`` and
+``docs/ema.md``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 from torch import nn
 
 from ssltk.batch import Batch
+from ssltk.ema import TargetRequest
 from ssltk.errors import UnknownNameError, UsageError
 from ssltk.views import ViewRequest
 
@@ -62,6 +69,15 @@ class Objective(nn.Module):
     def views(self) -> ViewRequest:
         """The views this objective needs from each sample (default: the anchor frame only)."""
         return ViewRequest()
+
+    def target_encoder(self) -> TargetRequest | None:
+        """An EMA target encoder of the backbone to run on some of this objective's slots (default: none).
+
+        Return a :class:`ssltk.TargetRequest` and ``forward`` is called as
+        ``forward(emb, batch, target)`` with ``target`` ``[B, len(slots), V, D]``
+        (no gradient, zeros where masked). See ``docs/ema.md``.
+        """
+        return None
 
     def forward(self, emb: torch.Tensor, batch: Batch) -> LossOutput:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -5,6 +5,9 @@ should have. It builds the view plan the trainer would build for the
 objective alone, a contract-valid fake batch for it, random embeddings, and
 checks: a finite scalar loss, gradients on every head parameter and on the
 embeddings, float metrics, and no NaN when frames are missing (some, or all).
+An objective that asks for a target encoder (``target_encoder()``) also gets
+random ``target`` features of its requested slots, zeros where masked (or
+noise, which it must ignore), and no gradient may reach them.
 """
 
 from __future__ import annotations
@@ -139,7 +142,21 @@ def _run(
     obj.zero_grad(set_to_none=True)
     leaf, emb = _random_emb(batch, dim, seed, zero_masked)
     torch.manual_seed(seed)  # objectives that draw random numbers see the same ones in every run
-    out = obj(emb, batch)
+    request = obj.target_encoder()
+    if request is None:
+        out = obj(emb, batch)
+    else:
+        T = batch["mask"].shape[1]
+        if max(request.slots) >= T:
+            _fail(f"{who}: target_encoder() asks for slot {max(request.slots)}, but the objective has {T} slots")
+        seen = {**batch, "mask": batch["mask"][:, list(request.slots)]}
+        # A leaf that requires grad, to catch gradient flowing into the target (the trainer's has none).
+        target_leaf, target = _random_emb(seen, dim, seed + 1000, zero_masked)
+        out = obj(emb, batch, target)
+        if out.loss.requires_grad:
+            grad = torch.autograd.grad(out.loss, target_leaf, retain_graph=True, allow_unused=True)[0]
+            if grad is not None and grad.abs().sum() > 0:
+                _fail(f"{who} ({case}): gradient flows into the target encoder's features; detach them")
     # With every frame missing a metric may be undefined (NaN); the loss may not.
     _check_output(out, who, case, finite_metrics=batch["mask"].any())
     if out.loss.requires_grad:

@@ -2,7 +2,8 @@
 
 Per step: fetch a batch (streamed, uint8), move it to the device, run the
 backbone once per distinct valid frame, sum the weighted objective losses,
-backward, clip, step AdamW and the cosine schedule. Checkpoints are written
+backward, clip, step AdamW and the cosine schedule, update the EMA targets
+(``ssltk.EMA``) from the new weights. Checkpoints are written
 every ``checkpoint_every`` steps; the data stream is reseeded at the same
 boundaries so a resumed run sees exactly the batches an uninterrupted run sees.
 """
@@ -75,6 +76,7 @@ def build_run(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo)
     model.to(rt.device)
     if cl:
         model.backbone.to(memory_format=torch.channels_last)
+        model.targets.to(memory_format=torch.channels_last)
     return model, plan
 
 
@@ -242,6 +244,8 @@ def pretrain(
             optimizer.step()
             step += 1
             scheduler.step_update(step)
+            # EMA targets follow the weights just stepped (identical on every rank: no communication).
+            momenta = model.update_targets(step, cfg.steps)
             # Bad-data counts of this chunk's loader (all its workers), on top of earlier chunks'.
             skipped = {k: skipped_before.get(k, 0) + int(v) for k, v in loader.skipped.items()}
             n = batch["frames"].shape[0] * micro * rt.world_size
@@ -256,6 +260,7 @@ def pretrain(
                     "grad_norm": float(grad_norm),
                     "samples_per_s": sum(a for a, _ in recent) / max(1e-9, sum(b for _, b in recent)),
                     **_scalar_metrics(outputs),
+                    **{f"{t}/ema_momentum": momenta[f"targets.{t}"] for t in model.targets},
                     **{f"skipped/{k}": v for k, v in skipped.items()},
                 }
                 log.write(row)

@@ -3,6 +3,14 @@
 The backbone runs once per distinct valid frame of the batch; each objective
 then sees the embeddings of its own slots and cameras (``ViewPlan``) and owns
 its projection head. Wrapped as a whole by DistributedDataParallel.
+
+An objective whose ``target_encoder()`` returns a ``TargetRequest`` gets an EMA
+copy of the backbone (``targets[name]``, an ``ssltk.EMA``): it runs without
+gradient on the requested slots and its features are passed to the objective
+as ``target``. :meth:`SSLModel.update_targets` steps every EMA of the model
+after each optimizer step; the copies are part of ``state_dict()``, so
+checkpoints hold them. Their parameters never require gradient: the optimizer
+and DDP's gradient reduction leave them alone.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ import torch
 from torch import nn
 
 from ssltk.batch import Batch, normalize, select, select_embeddings
+from ssltk.ema import EMA
+from ssltk.errors import UsageError
 from ssltk.objectives import LossOutput, Objective
 from ssltk.views import ViewPlan
 
@@ -35,9 +45,23 @@ class SSLModel(nn.Module):
         self.plan = plan
         self.mean, self.std = tuple(mean), tuple(std)
         self.channels_last = channels_last
+        self.targets = nn.ModuleDict()
+        self.target_slots: dict[str, tuple[int, ...]] = {}  # objective -> slots of the full batch
+        for name, objective in objectives.items():
+            request = objective.target_encoder()
+            if request is None:
+                continue
+            own = plan.selections[name].slots
+            bad = [s for s in request.slots if s >= len(own)]
+            if bad:
+                raise UsageError(f"objective {name!r} asks for a target encoder on slot(s) {bad}, "
+                                 f"but it has only {len(own)} slots (positions 0..{len(own) - 1})")
+            self.targets[name] = EMA(backbone, request.momentum, request.final_momentum)
+            self.target_slots[name] = tuple(own[s] for s in request.slots)
 
-    def embed(self, batch: Batch) -> torch.Tensor:
-        """Backbone features ``[B, T, V, D]`` for every valid frame (zeros where masked)."""
+    def embed(self, batch: Batch, encoder: nn.Module | None = None) -> torch.Tensor:
+        """Features ``[B, T, V, D]`` of ``encoder`` (default: the backbone) for every valid frame (zeros where masked)."""
+        encoder = self.backbone if encoder is None else encoder
         frames, mask = batch["frames"], batch["mask"]
         B, T, V, C, H, W = frames.shape
         flat = frames.reshape(B * T * V, C, H, W)
@@ -47,7 +71,7 @@ class SSLModel(nn.Module):
             x = normalize(x, self.mean, self.std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        feats = self.backbone(x)
+        feats = encoder(x)
         emb = feats.new_zeros(B * T * V, feats.shape[-1])
         emb = emb.index_put((valid.nonzero(as_tuple=True)[0],), feats)
         return emb.view(B, T, V, -1)
@@ -59,7 +83,18 @@ class SSLModel(nn.Module):
         for name, objective in self.objectives.items():
             sel = self.plan.selections[name]
             sub = select(batch, sel.slots, sel.cameras)
-            out = objective(select_embeddings(emb, sel.slots, sel.cameras).float(), sub)
+            mine = select_embeddings(emb, sel.slots, sel.cameras).float()
+            if name in self.targets:
+                with torch.no_grad():
+                    seen = select(batch, self.target_slots[name], sel.cameras)
+                    target = self.embed(seen, self.targets[name].module).float()
+                out = objective(mine, sub, target)
+            else:
+                out = objective(mine, sub)
             outputs[name] = out
             total = total + self.weights[name] * out.loss.float()
         return total, outputs
+
+    def update_targets(self, step: int, total_steps: int) -> dict[str, float]:
+        """Update every :class:`ssltk.EMA` in the model after optimizer step ``step``; ``{path: momentum}``."""
+        return EMA.update_all(self, step, total_steps)
