@@ -9,7 +9,7 @@ from ssltk.registry import Registry
 from ssltk.testing import check_objective
 
 REGISTRY = Registry(get_plugin_manager(load=["ssltk"]))
-BUILTINS = ("per-frame", "temporal-infonce", "multi-camera", "multi-positive")
+BUILTINS = ("per-frame", "temporal-infonce", "multi-camera", "multi-positive", "future-prediction")
 
 
 def test_the_builtin_objectives_are_registered():

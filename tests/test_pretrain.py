@@ -147,3 +147,30 @@ def test_demo_out_that_is_a_file_is_one_line(app, tmp_path):
     f.write_text("x")
     r = runner.invoke(app, ["demo", "--out", str(f)])
     assert "not a folder" in one_line_error(r)
+
+
+@pytest.mark.slow
+def test_future_prediction_composes_with_temporal_infonce(app, shards, tmp_path):
+    out = tmp_path / "fp"
+    args = [*TINY, "--data", str(shards), "--out", str(out), "--steps", "3",
+            "-o", "temporal-infonce", "-o", "future-prediction=0.5", "--set", "temporal-infonce.dt=1-4",
+            "--set", "future-prediction.dt=1-3", "--set", "future-prediction.camera=all",
+            "--set", "log_every=1", "--set", "checkpoint_every=3"]
+    r = invoke(app, args)
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "ssltk.json").read_text())
+    assert [(o["name"], o["weight"]) for o in manifest["objectives"]] == [("temporal-infonce", 1.0), ("future-prediction", 0.5)]
+    # t, the infonce partner, two context partners and the predicted frame
+    assert manifest["views"]["slots"] == ["t", "t+1..4f", "t+1f", "t+2f", "t+3..5f"]
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    telemetry = {"emb_std", "effective_rank", "pred_loss", "var_loss", "cov_loss", "ema_momentum", "rows"}
+    assert {f"future-prediction/{k}" for k in telemetry} <= set(rows[-1])
+    for row in rows:
+        assert row["future-prediction/rows"] > 0 and row["future-prediction/effective_rank"] > 1
+        total = row["loss/temporal-infonce"] + 0.5 * row["loss/future-prediction"]
+        assert row["loss"] == pytest.approx(total, rel=1e-5)
+    from ssltk.bundle import verify_bundle
+
+    assert verify_bundle(out) == []
+    state = torch.load(out / "train_state" / "modules.pt", weights_only=True)["model"]
+    assert int(state["targets.future-prediction.last_step"]) == 3

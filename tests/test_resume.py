@@ -120,3 +120,60 @@ def test_nan_loss_stops_naming_step_and_objective_and_keeps_checkpoint(shards, t
         pretrain(cfg, registry=registry)
     state = json.loads((tmp_path / "nan" / "train_state" / "state.json").read_text())
     assert state["step"] == 2  # the last good checkpoint survives
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_at(step: int):
+    def progress(done, total, row):
+        if done == step:
+            raise _Stop(step)
+
+    return progress
+
+
+def _ema_cfg(shards: Path, out: Path):
+    cfg = _cfg(shards, out, steps=4)
+    cfg.objectives = load_config(None, {"objectives": {
+        "temporal-infonce": {"dt": "1-4", "proj_dim": 16, "hidden_dim": 32},
+        "future-prediction": {"weight": 0.5, "dt": "1-3", "proj_dim": 16, "hidden_dim": 32, "pred_hidden": 32,
+                              "momentum": 0.9},
+    }}).objectives
+    return cfg
+
+
+def _train_state_model(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / "train_state" / "modules.pt", weights_only=True)["model"]
+
+
+def test_ema_target_resumes_bit_exactly(shards, tmp_path):
+    """4 steps straight vs 2 steps, a crash, then --resume: weights, heads and EMA targets are bit-equal."""
+    registry = Registry(get_plugin_manager(load=["ssltk"]))
+    ref = tmp_path / "ref"
+    pretrain(_ema_cfg(shards, ref), registry=registry)
+
+    out = tmp_path / "resumed"
+    with pytest.raises(_Stop):  # dies during step 3, after the step-2 checkpoint
+        pretrain(_ema_cfg(shards, out), registry=registry, progress=_stop_at(3))
+    assert json.loads((out / "train_state" / "state.json").read_text())["step"] == 2
+    pretrain(_ema_cfg(shards, out), registry=registry, resume=True)
+
+    a, b = _train_state_model(ref), _train_state_model(out)
+    ema_keys = [k for k in a if k.startswith("targets.future-prediction.module.")]
+    assert ema_keys and any(".target_projector.module." in k for k in a)
+    assert int(a["targets.future-prediction.last_step"]) == 4
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+    # the target moved away from its initial copy but is not the online backbone
+    moved = [k for k in ema_keys if k.endswith("weight")]
+    assert any(not torch.equal(a[k], a["backbone." + k.removeprefix("targets.future-prediction.module.")]) for k in moved)
+    for name in ("model.safetensors", "heads.safetensors"):
+        x, y = load_file(str(ref / name)), load_file(str(out / name))
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), name
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert rows[-1]["future-prediction/ema_momentum"] == 1.0  # cosine schedule ends at final_momentum
+    assert 0.9 < rows[0]["future-prediction/ema_momentum"] < 1.0

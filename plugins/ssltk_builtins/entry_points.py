@@ -44,3 +44,4 @@ per_frame = BuiltinObjective("per-frame", "ssltk_builtins.per_frame", "PerFrame"
 temporal_infonce = BuiltinObjective("temporal-infonce", "ssltk_builtins.temporal_infonce", "TemporalInfoNCE")
 multi_camera = BuiltinObjective("multi-camera", "ssltk_builtins.multi_camera", "MultiCamera")
 multi_positive = BuiltinObjective("multi-positive", "ssltk_builtins.multi_positive", "MultiPositive")
+future_prediction = BuiltinObjective("future-prediction", "ssltk_builtins.future_prediction", "FuturePrediction")
