@@ -45,3 +45,20 @@ def test_augment_auto_follows_the_objectives_and_explicit_settings_win():
     assert resolve_augment(explicit, temporal).enabled is True
     assert resolve_augment(explicit, temporal).brightness == 0.1
     assert load_config(None, {"augment": "auto"}).augment is None
+
+
+def test_future_prediction_example_config_dry_run():
+    app = build_app(get_plugin_manager(load=["ssltk"]))
+    r = CliRunner().invoke(app, ["pretrain", "--config", str(ROOT / "examples/configs/temporal_future.yaml"), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    cfg = yaml.safe_load(r.output)
+    assert [(o["name"], o["weight"]) for o in cfg["objectives"]] == [("temporal-infonce", 1.0), ("future-prediction", 0.5)]
+    assert cfg["objectives"][1]["options"] == {"context": 3, "dt": "2-6", "momentum": 0.996}
+    page = (ROOT / "docs/objectives/future-prediction.md").read_text()
+    assert "ssltk pretrain --config examples/configs/temporal_future.yaml" in page
+    # the command-line form shown on the page resolves too
+    r = CliRunner().invoke(app, ["pretrain", "-o", "temporal-infonce", "-o", "future-prediction=0.5",
+                                 "--set", "future-prediction.context=4", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert yaml.safe_load(r.output)["objectives"][1]["options"] == {"context": 4}
+    assert "ssltk pretrain -o temporal-infonce -o future-prediction=0.5 --set future-prediction.context=4" in page

@@ -240,3 +240,31 @@ def test_ddp_ranks_update_identical_ema_targets_without_communication(tmp_path):
     fresh = _model_with({"future-prediction": FP})
     moved = [k for k, v in fresh.state_dict().items() if k in a and k.endswith("weight") and not torch.equal(v, a[k])]
     assert moved  # the update did something
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+EMA_MD = ROOT / "docs" / "ema.md"
+
+
+def test_docs_ema_excerpts_and_links_are_true():
+    import re
+
+    text = EMA_MD.read_text()
+    excerpts = re.findall(r"<!-- excerpt: ?(.*?) ?-->\n```[a-z]*\n(.*?)\n```", text, re.S)
+    assert len(excerpts) >= 3
+    for path, body in excerpts:
+        assert body in (ROOT / path).read_text(), f"docs/ema.md: excerpt of {path} is out of date:\n{body}"
+    for target in re.findall(r"\]\((\.\.?/[^)#]+|[\w\-/]+\.md)", text):
+        assert (EMA_MD.parent / target).exists(), f"broken link in docs/ema.md: {target}"
+    for name in ("update", "momentum_at", "state_dict", "update_all"):
+        assert f"`ema.{name}(" in text or f"`EMA.{name}(" in text, name
+    assert "(ema.md)" in (ROOT / "docs" / "plugins.md").read_text()
+
+
+def test_custom_loop_example_runs(capsys):
+    import runpy
+
+    metrics = runpy.run_path(str(ROOT / "examples" / "ema_custom_loop.py"))["main"]()
+    assert metrics["restored"] == 1.0 and metrics["momentum"] == 1.0 and metrics["last_step"] == 30
+    assert metrics["loss"] < 0.5
+    assert "restored exactly: True" in capsys.readouterr().out
