@@ -1,4 +1,4 @@
-"""Probe a bundle from Python and list where it beats a random init by more than the seeds' spread.
+"""Probe a bundle from Python and list where it beats every baseline by more than the seeds' spread.
 
     python examples/probe_api.py BUNDLE [SHARDS]
 """
@@ -11,12 +11,11 @@ from ssltk.probe import run_probe
 def main(bundle: str, data: str | None = None) -> None:
     result = run_probe(bundle, data, seeds=(0, 1), max_frames=300)
     for row in result["rows"]:
-        delta = row["delta_vs_random_init"]
-        if row["not_observable"] or delta is None:
+        if row["not_observable"] or row["delta_vs_best"] is None:
             continue
-        gain = delta if row["higher_is_better"] else -delta
-        verdict = "better" if gain > 0 and not row["within_noise"] else "no clear gain"
-        print(f"{row['probe']:<28} {row['metric']:<10} {verdict:<14} delta {delta:+.3f}")
+        verdict = {"beats": "beats all baselines", "behind": "behind"}.get(row["verdict"], "within noise")
+        print(f"{row['probe']:<28} {row['metric']:<10} {verdict:<20} vs {row['best_baseline']:<12} "
+              f"delta {row['delta_vs_best']:+.3f}")
     for skipped in result["skipped"]:
         print(f"{skipped['probe']}: {skipped['reason']}")
 

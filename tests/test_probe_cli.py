@@ -26,17 +26,27 @@ def invoke(args):
     return CliRunner().invoke(build_app(get_plugin_manager(load=["ssltk"])), args)
 
 
-def test_table_output_and_files(setup, tmp_path, monkeypatch):
-    from ssltk.cli import _util
-
-    monkeypatch.setattr(_util.console, "width", 160)  # CliRunner's 80 columns would wrap the headers
+def test_table_output_and_files(setup, tmp_path):
+    # CliRunner's terminal is 80 columns wide: the table must fit it with nothing cut
     res = invoke(["probe", str(setup / "bundle"), "--data", str(setup / "shards"), "--out", str(tmp_path / "o"),
                   "--max-frames", "60", "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    for text in ("this bundle", "random init", "raw pixels", "Δ vs random init", "speed", "temporal Δt=1", "mean ±std over seeds 0, 1"):
-        assert text in res.stdout
+    for text in ("bundle", "random", "pixels", "ego", "Δ best", "speed", "lane_offset", "temporal Δt=1", "R@5",
+                 "→left", "mean±std over seeds 0, 1", "ego = ridge from speed"):
+        assert text in res.stdout, text
+    assert "…" not in res.stdout
+    table = res.stdout.split("mean±std over seeds")[0]
+    assert max(len(line) for line in table.splitlines()) <= 80
     assert "* not observable from these frames" in res.stdout  # lane_offset is noise
     assert (tmp_path / "o" / "probe.json").is_file() and (tmp_path / "o" / "probe.png").is_file()
+
+
+def test_without_a_bundle_only_the_data_baselines_run(setup, tmp_path):
+    res = invoke(["probe", "--data", str(setup / "shards"), "--out", str(tmp_path / "o"), "--max-frames", "60", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["columns"] == ["raw_pixels", "ego_status"] and data["bundle"] is None
+    assert (tmp_path / "o" / "probe.png").is_file()
 
 
 def test_json_output_parses_and_honours_seeds_and_write_bundle(setup, tmp_path):
@@ -86,5 +96,5 @@ def test_cli_default_frame_cap_matches_the_api():
 
     app = build_app(get_plugin_manager(load=["ssltk"]))
     res = CliRunner().invoke(app, ["probe", "--help"])
-    assert "600" in res.stdout
-    assert ProbeOptions().max_frames == inspect.signature(run_probe).parameters["max_frames"].default == 600
+    assert "2304" in res.stdout
+    assert ProbeOptions().max_frames == inspect.signature(run_probe).parameters["max_frames"].default == 2304

@@ -64,16 +64,22 @@ def test_choose_kept_without_cap_keeps_everything(overlapping):
     assert {k: len(v) for k, v in overlapping.kept.items()} == {"ep000": 30, "ep001": 30, "ep002": 30}
 
 
-def test_choose_kept_caps_frames_with_contiguous_prefixes(overlapping):
-    choose_kept(overlapping, 60, "front", min_run=10)
-    assert {k: list(v) for k, v in overlapping.kept.items()} == {f"ep00{i}": list(range(20)) for i in range(3)}
+def test_choose_kept_spreads_runs_over_every_episode(overlapping):
+    choose_kept(overlapping, 60, "front", run_length=10)  # 6 runs of 10 over 3 episodes of 30
+    assert {k: list(v) for k, v in overlapping.kept.items()} == {
+        f"ep00{i}": list(range(10)) + list(range(15, 25)) for i in range(3)
+    }
     assert len(overlapping.kept_keys("front")) == 60
 
 
-def test_choose_kept_drops_episodes_rather_than_cutting_them_too_short(overlapping):
-    choose_kept(overlapping, 40, "front", min_run=16)
-    assert sorted(overlapping.kept) == ["ep000", "ep002"]
-    assert all(len(v) == 20 for v in overlapping.kept.values())
+def test_choose_kept_with_fewer_runs_than_episodes_spreads_them(overlapping):
+    choose_kept(overlapping, 25, "front", run_length=10)  # 2 runs: first and last episode, from their start
+    assert {k: list(v) for k, v in overlapping.kept.items()} == {"ep000": list(range(10)), "ep002": list(range(10))}
+
+
+def test_choose_kept_rejects_too_short_runs(overlapping):
+    with pytest.raises(UsageError, match="run length"):
+        choose_kept(overlapping, 25, "front", run_length=1)
 
 
 def test_split_is_by_episode_without_overlap():

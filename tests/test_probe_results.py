@@ -88,3 +88,54 @@ def test_lower_is_better_metrics_are_flagged():
     res = make({("waypoints", "ADE (m)"): {"bundle": [1.0, 1.0], "random_init": [2.0, 2.0], "raw_pixels": [1.5, 1.5]}})
     row = res["rows"][0]
     assert row["higher_is_better"] is False and row["delta_vs_random_init"] == -1.0
+
+
+COLS4 = ["bundle", "random_init", "raw_pixels", "ego_status"]
+BASE = ["random_init", "raw_pixels", "ego_status"]
+
+
+def judged(values: dict[str, list[float | None]], metric: str = "R²") -> dict:
+    """One row with these per-seed values (ego_status may be missing) through assemble."""
+    key = ("dy@1s", metric)
+    out = {s: ({c: {key: values.get(c, [None, None])[s]} for c in COLS4}, {}) for s in (0, 1)}
+    return assemble(out, columns=COLS4, baselines=BASE, skipped=[], meta={})["rows"][0]
+
+
+@pytest.mark.parametrize(
+    "bundle, verdict",
+    [
+        ([0.70, 0.72], "beats"),  # worst seed 0.70 above every baseline's best (0.62)
+        ([0.60, 0.75], "within"),  # worst seed below the best baseline's best seed
+        ([0.40, 0.50], "behind"),  # best seed below the best baseline's worst (0.55)
+    ],
+)
+def test_verdict_is_judged_on_seed_extremes_against_every_baseline(bundle, verdict):
+    row = judged({"bundle": bundle, "random_init": [0.1, 0.2], "raw_pixels": [0.55, 0.62], "ego_status": [0.3, 0.4]})
+    assert row["best_baseline"] == "raw_pixels"
+    assert row["delta_vs_best"] == pytest.approx(sum(bundle) / 2 - 0.585)
+    assert row["verdict"] == verdict
+
+
+def test_beating_the_best_baseline_by_mean_is_not_enough_to_beat_all():
+    # raw pixels have the best mean, but ego status has one seed above the bundle's worst
+    row = judged({"bundle": [0.66, 0.70], "random_init": [0.1, 0.1], "raw_pixels": [0.60, 0.62], "ego_status": [0.2, 0.67]})
+    assert row["best_baseline"] == "raw_pixels" and row["verdict"] == "within"
+
+
+def test_lower_is_better_verdict_and_delta_sign():
+    row = judged({"bundle": [1.0, 1.1], "random_init": [2.0, 2.1], "raw_pixels": [1.5, 1.6], "ego_status": [1.2, 1.3]}, "ADE (m)")
+    assert row["best_baseline"] == "ego_status"
+    assert row["delta_vs_best"] == pytest.approx(0.2)  # positive = the bundle is better
+    assert row["verdict"] == "beats"
+
+
+def test_ego_status_never_makes_a_target_observable():
+    row = judged({"bundle": [-0.1, -0.2], "random_init": [-0.1, 0.0], "raw_pixels": [-0.3, -0.1], "ego_status": [0.9, 0.95]})
+    assert row["not_observable"]
+
+
+def test_one_seed_has_no_verdict():
+    key = ("speed", "R²")
+    out = {0: ({c: {key: v} for c, v in zip(COLS4, [0.9, 0.1, 0.2, None])}, {})}
+    row = assemble(out, columns=COLS4, baselines=BASE, skipped=[], meta={})["rows"][0]
+    assert row["delta_vs_best"] == pytest.approx(0.7) and row["verdict"] is None

@@ -7,6 +7,7 @@ import pytest
 
 from ssltk.probe.ridge import (
     ALPHA_GRID,
+    SCALE_FLOOR,
     _Solver,
     average_displacement_error,
     choose_alpha,
@@ -29,8 +30,30 @@ def test_solver_matches_naive_solution(n, d, alpha):
     solver = _Solver(X, Y)
     W = solver.weights(np.full(3, alpha))
     np.testing.assert_allclose(W, naive_ridge(X, Y, alpha), rtol=1e-6, atol=1e-9)
-    Xv = rng.normal(size=(5, d))
-    np.testing.assert_allclose(solver.predict(solver.project(Xv), alpha), Xv @ W, rtol=1e-6, atol=1e-9)
+
+
+def naive_cv_errors(Z, Y, folds, alpha):
+    """Refit ridge with an intercept on every fold's complement (fixed features), sum the held-out squared errors."""
+    err = np.zeros(Y.shape[1])
+    for f in np.unique(folds):
+        tr, va = folds != f, folds == f
+        zm, ym = Z[tr].mean(0), Y[tr].mean(0)
+        W = naive_ridge(Z[tr] - zm, Y[tr] - ym, alpha)
+        err += (((Z[va] - zm) @ W + ym - Y[va]) ** 2).sum(0)
+    return err
+
+
+@pytest.mark.parametrize("n,d", [(48, 7), (24, 60)])  # primal and dual forms
+def test_cv_without_refits_equals_refitting_every_fold(n, d):
+    rng = np.random.default_rng(7)
+    Z = rng.normal(size=(n, d)) + 3.0
+    Y = Z[:, :2] @ rng.normal(size=(2, 2)) + rng.normal(size=(n, 2)) + 5.0
+    folds = group_folds(np.repeat(np.arange(8), n // 8), 4)
+    alphas = np.array([1e-3, 0.3, 10.0, 1e3])
+    solver = _Solver(Z - Z.mean(0), Y - Y.mean(0))
+    fast = solver.cv_errors(folds, alphas)
+    for a, alpha in enumerate(alphas):
+        np.testing.assert_allclose(fast[a], naive_cv_errors(Z, Y, folds, alpha), rtol=1e-7)
 
 
 def test_per_column_alphas_solve_each_column_at_its_own_alpha():
@@ -46,7 +69,9 @@ def test_fit_standardises_features_and_centres_targets():
     X = rng.normal(size=(60, 4)) * [1, 100, 0.01, 5] + [3, -50, 7, 0]
     Y = X @ [1.0, 0.02, 300.0, -0.4] + 12.0
     model = fit_ridge(X, Y, np.repeat(np.arange(6), 10))
-    Z = (X - X.mean(0)) / X.std(0)
+    scale = np.maximum(X.std(0), SCALE_FLOOR * np.median(X.std(0)))  # the 0.01-scale feature is floored
+    assert scale[2] > X.std(0)[2]
+    Z = (X - X.mean(0)) / scale
     W = naive_ridge(Z, (Y - Y.mean())[:, None], model.alphas[0])
     np.testing.assert_allclose(model.predict(X)[:, 0], Z @ W[:, 0] + Y.mean(), rtol=1e-8)
     assert np.isclose(model.predict(X.mean(0, keepdims=True))[0, 0], Y.mean())
@@ -128,3 +153,17 @@ def test_targets_with_nearly_the_same_rows_share_one_fit():
     groups = _column_groups(Y)
     assert [cols for _, cols in groups] == [[0, 1, 2], [3]]
     assert groups[0][0].sum() == 80 and groups[1][0].sum() == 40
+
+
+def test_features_nearly_constant_in_training_do_not_blow_up_test_predictions():
+    # rarely active ReLU units: each fires twice, weakly, in training and often in test
+    rng = np.random.default_rng(8)
+    n = 200
+    signal = rng.normal(size=(n, 40))
+    y = signal @ rng.normal(size=40) + 0.3 * rng.normal(size=n)
+    rare = np.zeros((n, 5))
+    for j in range(5):
+        rare[rng.integers(0, n, 2), j] = 1e-3 * rng.random(2)
+    model = fit_ridge(np.concatenate([signal, rare], 1), y, np.repeat(np.arange(10), 20))
+    test = np.concatenate([signal[:100], (rng.random((100, 5)) < 0.3) * 0.05], 1)
+    assert r2_score(y[:100], model.predict(test))[0] > 0.9  # without the scale floor: about -24

@@ -33,13 +33,42 @@ def rows(result):
 
 
 def test_every_probe_family_has_rows_for_every_column(result):
-    assert result["columns"] == ["bundle", "random_init", "raw_pixels"]
+    assert result["columns"] == ["bundle", "random_init", "raw_pixels", "ego_status"]
+    assert result["baselines"] == ["random_init", "raw_pixels", "ego_status"]
     keys = rows(result)
     for key in [("waypoints", "ADE (m)"), ("dx@1s", "R²"), ("speed", "R²"), ("yaw_rate", "R²"),
-                ("temporal Δt=1", "top-1"), ("temporal Δt=5", "mean rank"), ("cross-camera front→left", "top-1")]:
+                ("temporal Δt=1", "R@1"), ("temporal Δt=1", "R@10"), ("temporal Δt=5", "mean rank"),
+                ("cross-camera front→left", "R@1"), ("cross-camera front→left", "R@5")]:
         assert key in keys, key
-        assert all(len(v) == 2 for v in keys[key]["per_seed"].values())
+        assert all(len(v) == 2 for c, v in keys[key]["per_seed"].items())
     assert result["skipped"] == []
+
+
+def test_ego_status_is_scored_on_motion_rows_only(result):
+    keys = rows(result)
+    for key in [("waypoints", "ADE (m)"), ("dx@1s", "R²"), ("dy@2s", "R²")]:
+        assert keys[key]["summary"]["ego_status"]["mean"] is not None, key
+    for key in [("speed", "R²"), ("temporal Δt=1", "R@1"), ("cross-camera front→left", "R@1")]:
+        assert keys[key]["summary"]["ego_status"]["mean"] is None, key
+    # the helper's ego motion is an arc at constant yaw rate: speed alone predicts dx well
+    assert keys[("dx@1s", "R²")]["summary"]["ego_status"]["mean"] > 0.9
+
+
+def test_verdicts_compare_the_bundle_with_its_best_baseline(result):
+    for row in result["rows"]:
+        if row["best_baseline"] is None or row["summary"]["bundle"]["mean"] is None:
+            continue
+        sign = 1 if row["higher_is_better"] else -1
+        best = row["summary"][row["best_baseline"]]
+        assert row["delta_vs_best"] == pytest.approx(sign * (row["summary"]["bundle"]["mean"] - best["mean"]))
+        assert row["verdict"] in ("beats", "within", "behind")
+
+
+def test_temporal_retrieval_uses_each_seeds_probe_test_episodes(result):
+    n_test = [len(s["test"]) for s in result["splits"]]
+    note = rows(result)[("temporal Δt=1", "mean rank")]["note"]
+    # candidates are the probe-test episodes' frames, not every kept frame
+    assert int(note.split("~")[1].split()[0]) < result["data"]["anchor_frames"] * max(n_test) / result["data"]["episodes_used"] + 1
 
 
 def test_frames_are_encoded_once_despite_overlapping_segments(result):
@@ -113,7 +142,7 @@ def test_write_into_bundle_keeps_the_bundle_verifiable(tmp_path, probe_data):
 def test_compare_adds_a_column(tmp_path, probe_data):
     other = write_tiny_bundle(tmp_path / "other", seed=9)
     res = run_probe(probe_data / "bundle", probe_data / "shards", compare=[other], device="cpu", seeds=(0,), max_frames=60)
-    assert res["columns"] == ["bundle", "random_init", "raw_pixels", "compare:other"]
+    assert res["columns"] == ["bundle", "random_init", "raw_pixels", "ego_status", "compare:other"]
     assert all("compare:other" in r["summary"] for r in res["rows"])
 
 
@@ -142,7 +171,8 @@ def test_no_data_without_builtin_synthetic_data_asks_for_data(probe_data, monkey
 
 def test_defaults_are_the_documented_scale():
     opts = ProbeOptions()
-    assert opts.seeds == (0, 1) and opts.max_frames == 600 and opts.inputs == ("t,t-1",)
+    assert opts.seeds == (0, 1) and opts.max_frames == 2304 and opts.inputs == ("t,t-1",)
+    assert opts.readout == "gap" and opts.run_length == 12 and opts.fit_every == 2
     assert opts.horizons == (0.5, 1.0, 2.0) and opts.dts == (1, 5, 10)
     assert np.isclose(opts.test_fraction, 0.35)
 

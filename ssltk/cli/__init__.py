@@ -56,6 +56,9 @@ def build_app(pm: SsltkPluginManager | None = None) -> typer.Typer:
 
 def main() -> None:
     """Console-script entry point."""
+    from ssltk.data import PARALLEL
+
+    PARALLEL["generation"] = True  # this entry point's __main__ is safe to re-import in spawned workers
     app = build_app()
     try:
         app()

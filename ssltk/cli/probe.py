@@ -13,6 +13,7 @@ import typer
 from ssltk.cli._util import AppState, console, friendly, print_json
 from ssltk.errors import UsageError
 
+MAX_FRAMES = 2304  # = ssltk.probe.run.MAX_FRAMES (not imported: --help must not import torch)
 INPUT_CHOICES = {"t,t-1": ("t,t-1",), "t": ("t",), "both": ("t", "t,t-1")}
 
 
@@ -29,14 +30,16 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def default_out(bundle: str | Path) -> Path:
-    """Where results go without ``--out``: a ``<bundle>-probe`` folder next to the bundle."""
+def default_out(bundle: str | Path | None) -> Path:
+    """Where results go without ``--out``: a ``<bundle>-probe`` folder next to the bundle (``probe-baselines`` without one)."""
+    if bundle is None:
+        return Path("probe-baselines")
     b = Path(bundle).expanduser()
     return b.parent / f"{b.resolve().name}-probe"
 
 
 def run_and_show_probe(
-    bundle: str | Path,
+    bundle: str | Path | None,
     *,
     data: Any = None,
     compare: Sequence[str] = (),
@@ -55,12 +58,13 @@ def run_and_show_probe(
     if as_json:
         result = run_probe(bundle, data, **kwargs)
     else:
-        with console.status(f"[bold]ssltk probe[/]: encoding frames with {Path(bundle).name}, random inits and raw pixels ..."):
+        what = f"{Path(bundle).name}, random inits" if bundle is not None else "the data baselines"
+        with console.status(f"[bold]ssltk probe[/]: encoding frames with {what} and raw pixels ..."):
             result = run_probe(bundle, data, **kwargs)
     if as_json:
         print_json(result)
         return result
-    console.print(render_table(result))
+    console.print(render_table(result, console.width))
     for line in footnotes(result):
         console.print(f"[dim]{line}[/]", soft_wrap=True)
     written = result.get("written", {})
@@ -76,19 +80,21 @@ def register(app: typer.Typer, state: AppState) -> None:
     @app.command("probe")
     @friendly
     def probe_cmd(
-        bundle: str = typer.Argument(..., help="Bundle folder (from `ssltk pretrain`)."),
+        bundle: Optional[str] = typer.Argument(None, help="Bundle folder (from `ssltk pretrain`). Without it: the data baselines only (is motion visible in these frames?)."),
         data: Optional[str] = typer.Option(None, "--data", help="Probe shards (folder, glob or brace pattern). Default: the built-in synthetic probe split."),
         compare: Optional[List[str]] = typer.Option(None, "--compare", help="Another bundle to probe alongside (repeat for more)."),
         seeds: str = typer.Option("0,1", "--seeds", help="Seeds for the episode split and the random init, e.g. 0,1,2."),
         out: Optional[str] = typer.Option(None, "--out", help="Folder for probe.json and probe.png. Default: <BUNDLE>-probe next to the bundle."),
         as_json: bool = typer.Option(False, "--json", help="Print all numbers as JSON instead of the table."),
         write_bundle: bool = typer.Option(False, "--write-bundle", help="Also write probe.json into the bundle folder."),
-        max_frames: int = typer.Option(600, "--max-frames", help="Cap on anchor-camera frames encoded per model."),
+        max_frames: int = typer.Option(MAX_FRAMES, "--max-frames", help="Cap on anchor-camera frames encoded per model (in runs of --run-length, spread over the episodes)."),
+        run_length: int = typer.Option(12, "--run-length", help="Consecutive frames per run (at least the largest retrieval Δt + 1)."),
+        readout: str = typer.Option("gap", "--readout", help="Model features: gap (the pooled output) or grid (the last feature map pooled to 2x2 cells)."),
         camera: Optional[str] = typer.Option(None, "--camera", help="Anchor camera (default: front, else the first)."),
         inputs: str = typer.Option("t,t-1", "--inputs", help="Regression input: t,t-1 (frame and its predecessor), t, or both."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     ) -> None:
-        """Probe a bundle's frozen features: ego-motion regression and retrieval, against random init and raw pixels."""
+        """Probe a bundle's frozen features: ego motion, lanes and retrieval, against random init, raw pixels and ego status."""
         if inputs not in INPUT_CHOICES:
             from ssltk.errors import UnknownNameError
 
@@ -97,4 +103,5 @@ def register(app: typer.Typer, state: AppState) -> None:
         run_and_show_probe(
             bundle, data=data, compare=compares, seeds=parse_seeds(seeds), out=out, write_bundle=write_bundle,
             as_json=as_json, max_frames=max_frames, camera=camera, inputs=INPUT_CHOICES[inputs], device=device,
+            readout=readout, run_length=run_length,
         )

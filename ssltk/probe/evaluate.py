@@ -12,6 +12,11 @@ Regression inputs (``variant``):
   a linear function of the first two parts, but *how much* the frame changed
   (which grows with speed) is not, hence the element-wise absolute difference.
   Frames without a ``t - 1`` are left out.
+
+The ego-status baseline (:func:`ego_status_inputs`) sees no image: a ridge from
+the speed, yaw rate and acceleration at ``t`` and their pairwise products
+(a blind kinematic planner); it is scored on the waypoint and ``dx``/``dy`` rows
+only, where it is the bar an image model must clear.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ssltk.probe.retrieval import cross_camera_retrieval, temporal_retrieval
+from ssltk.probe.retrieval import RECALL_AT, cross_camera_retrieval, temporal_retrieval
 from ssltk.probe.ridge import average_displacement_error, fit_ridge, r2_score
 from ssltk.probe.targets import Targets
 
 VARIANTS = ("t", "t,t-1")
+EGO_INPUTS = ("speed", "yaw_rate", "accel")
 Metrics = dict[tuple[str, str], float]
 
 
@@ -102,16 +108,35 @@ def regression_probe(
     targets: Targets,
     test_episodes: set[str],
     variant: str,
+    *,
+    fit_every: int = 1,
+    ego: np.ndarray | None = None,
 ) -> Outcome:
-    """R² per target and waypoint ADE on the probe-test episodes, ridge fitted on probe-train."""
+    """R² per target and waypoint ADE on the probe-test episodes, ridge fitted on probe-train.
+
+    ``fit_every = k`` fits on every k-th probe-train row of each episode (all
+    probe-test rows are scored). With ``ego`` (:func:`ego_status_inputs`, one row
+    per feature row) the inputs are the ego status instead of ``feats`` and only
+    the waypoint and ``dx``/``dy`` targets are reported.
+    """
     out = Outcome()
     suffix = "" if variant == "t,t-1" else f" [{variant}]"
     idx, X = regression_inputs(rows, feats, variant)
+    if ego is not None:
+        X = ego[idx]
     Y = targets.Y[idx]
     eps = rows.episodes[idx]
     test = np.isin(eps, list(test_episodes))
-    pred = predict_targets(X, Y, eps, ~test, test)
+    train = ~test & (rows.steps[idx] % max(1, int(fit_every)) == 0)
+    if ego is not None:  # rows without a known ego status cannot be fitted or scored
+        known = np.isfinite(X).all(axis=1)
+        X = np.where(known[:, None], X, 0.0)
+        train, test = train & known, test & known
+    pred = predict_targets(X, Y, eps, train, test)
+    wp = {targets.names[c] for pair in targets.waypoint_cols for c in pair}
     for j, name in enumerate(targets.names):
+        if ego is not None and name not in wp:
+            continue
         ok = test & np.isfinite(Y[:, j]) & np.isfinite(pred[:, j])
         out.metrics[(name + suffix, "R²")] = float(r2_score(Y[ok, j], pred[ok, j])[0]) if ok.sum() >= 2 else float("nan")
     if targets.waypoint_cols:
@@ -121,12 +146,41 @@ def regression_probe(
         if ok.sum():
             H = len(targets.waypoint_cols)
             out.metrics[key] = average_displacement_error(Y[ok][:, cols].reshape(-1, H, 2), pred[ok][:, cols].reshape(-1, H, 2))
-            train_mean = np.nanmean(Y[~test][:, cols], axis=0)
+            train_mean = np.nanmean(Y[train][:, cols], axis=0)
             mean_ade = average_displacement_error(Y[ok][:, cols].reshape(-1, H, 2), np.broadcast_to(train_mean, (ok.sum(), len(cols))).reshape(-1, H, 2))
             out.notes[key] = f"predicting the probe-train mean gives {mean_ade:.2f} m"
         else:
             out.metrics[key] = float("nan")
     return out
+
+
+def ego_status_inputs(table, rows: Rows) -> np.ndarray | None:
+    """``[N, 9]`` ego status at each row's ``t``: speed, yaw rate, acceleration and their pairwise products.
+
+    Acceleration is the time derivative of speed where the data has no
+    ``accel`` field. None when the data has no speed or no yaw rate.
+    """
+    fields = set(table.ego_fields)
+    if not {"speed", "yaw_rate"} <= fields:
+        return None
+    cache: dict[str, np.ndarray] = {}
+    out = np.full((len(rows), len(EGO_INPUTS)), np.nan)
+    for i, (e, s) in enumerate(zip(rows.episodes.tolist(), rows.steps.tolist())):
+        if e not in cache:
+            ep = table.episodes[e]
+            speed = ep.ego["speed"]
+            if "accel" in ep.ego and np.isfinite(ep.ego["accel"]).any():
+                accel = ep.ego["accel"]
+            elif len(speed) > 1:
+                accel = np.gradient(speed, ep.timestamps)
+            else:
+                accel = np.zeros_like(speed)
+            cache[e] = np.stack([speed, ep.ego["yaw_rate"], accel], axis=1)
+        j = table.episodes[e].index_of(int(s))
+        if j >= 0:
+            out[i] = cache[e][j]
+    a, b = np.triu_indices(len(EGO_INPUTS))
+    return np.concatenate([out, out[:, a] * out[:, b]], axis=1)
 
 
 def sample_queries(candidates: np.ndarray, max_queries: int, seed: int) -> np.ndarray:
@@ -138,19 +192,23 @@ def sample_queries(candidates: np.ndarray, max_queries: int, seed: int) -> np.nd
 
 
 def temporal_probe(rows: Rows, feats: np.ndarray, dts, max_queries: int, seed: int) -> Outcome:
-    """Top-1 and mean rank of frame ``t + Δt``; at most ``max_queries`` queries drawn with ``seed``.
+    """Recall@1/5/10 and mean rank of frame ``t + Δt``; at most ``max_queries`` queries drawn with ``seed``.
 
-    Retrieval fits nothing, so queries come from every kept episode (no split).
+    The caller passes the rows of one episode set (the run passes each seed's
+    probe-test episodes): queries and gallery both come from it. Frames of the
+    query's episode within ``±Δt`` are excluded from the gallery.
     """
     out = Outcome()
     for dt in dts:
         has_future = np.flatnonzero(_has_offset(rows, int(dt)))
         queries = sample_queries(has_future, max_queries, seed + 7919 * int(dt))
         res = temporal_retrieval(feats, rows.episodes, rows.steps, queries, int(dt))
-        out.metrics[(f"temporal Δt={dt}", "top-1")] = res["top1"]
-        out.metrics[(f"temporal Δt={dt}", "mean rank")] = res["mean_rank"]
+        probe = f"temporal Δt={dt}"
+        for k in RECALL_AT:
+            out.metrics[(probe, f"R@{k}")] = res["recall"][k]
+        out.metrics[(probe, "mean rank")] = res["mean_rank"]
         if res["queries"]:
-            out.notes[(f"temporal Δt={dt}", "mean rank")] = f"{res['queries']} queries, ~{res['gallery']:.0f} candidates each"
+            out.notes[(probe, "mean rank")] = f"{res['queries']} queries, ~{res['gallery']:.0f} candidates each"
     return out
 
 
@@ -160,7 +218,7 @@ def _has_offset(rows: Rows, dt: int) -> np.ndarray:
 
 
 def cross_camera_probe(pools: dict[str, tuple[np.ndarray, np.ndarray]], anchor: str) -> Outcome:
-    """Top-1 of finding camera B's frame at the same ``t`` from the anchor camera's frame.
+    """Recall@1/5 of finding camera B's frame at the same ``t`` from the anchor camera's frame.
 
     ``pools[B] = (anchor_feats, b_feats)`` with matching rows (the same pooled
     timesteps); every row is a query (retrieval fits nothing, so no split).
@@ -168,8 +226,9 @@ def cross_camera_probe(pools: dict[str, tuple[np.ndarray, np.ndarray]], anchor: 
     out = Outcome()
     for cam, (fa, fb) in pools.items():
         res = cross_camera_retrieval(fa, fb, np.arange(len(fa)))
-        key = (f"cross-camera {anchor}→{cam}", "top-1")
-        out.metrics[key] = res["top1"]
+        key = (f"cross-camera {anchor}→{cam}", "R@1")
+        out.metrics[key] = res["recall"][1]
+        out.metrics[(key[0], "R@5")] = res["recall"][5]
         if res["queries"]:
             out.notes[key] = f"among {res['gallery']:.0f} {cam} frames"
     return out

@@ -6,6 +6,17 @@ training (scale to [0, 1], normalise with the bundle's mean/std) and runs the
 backbone in eval mode under ``torch.inference_mode``; nothing is trained.
 :class:`RawPixels` is the raw-pixel baseline (a ``16 × 16 × 3`` thumbnail).
 
+Readouts (``READOUTS``), the same for every model column:
+
+* ``"grid"``: the last feature map average-pooled to a 2 × 2 grid and
+  flattened (``4·C`` features): where lane lines and the horizon are survives;
+* ``"gap"``: the backbone's own pooled output (global average pooling for timm
+  CNNs), as a downstream head would see it.
+
+A model without a spatial feature map (no ``forward_features``, or tokens
+that do not form a square grid) falls back to ``"gap"``; the extractor's
+``readout`` attribute says what was used.
+
 :func:`extract` decodes each batch once per input size and feeds every
 extractor that shares it, so the bundle and its random-init twins cost one
 decode.
@@ -22,8 +33,12 @@ from torch import nn
 from ssltk.probe.frames import FrameKey, FrameTable
 
 
+READOUTS = ("gap", "grid")
+GRID = 2  # cells per side of the pooled grid
+
+
 class ModelExtractor:
-    """A frozen backbone with its preprocessing."""
+    """A frozen backbone with its preprocessing and readout."""
 
     def __init__(
         self,
@@ -35,8 +50,12 @@ class ModelExtractor:
         std: Sequence[float],
         interpolation: str = "bilinear",
         device: torch.device | str = "cpu",
+        readout: str = "gap",
     ) -> None:
+        if readout not in READOUTS:
+            raise ValueError(f"unknown readout {readout!r}; use one of {READOUTS}")
         self.name = name
+        self.readout = readout if readout == "gap" or hasattr(model, "forward_features") else "gap"
         self.size = (int(size[0]), int(size[1]))
         self.interpolation = interpolation
         self.device = torch.device(device)
@@ -48,10 +67,31 @@ class ModelExtractor:
     def __call__(self, frames: torch.Tensor) -> np.ndarray:
         x = ((frames.to(self.device).float() - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            y = self.model(x)
+            y = self._grid(x) if self.readout == "grid" else self.model(x)
+            if y is None:  # no spatial map after all: the pooled output, from now on
+                self.readout = "gap"
+                y = self.model(x)
         if isinstance(y, (tuple, list)):
             y = y[0]
         return y.reshape(len(frames), -1).float().cpu().numpy()
+
+    def _grid(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``[B, GRID·GRID·C]`` from the last feature map, or None if it is not spatial."""
+        f = self.model.forward_features(x)
+        if isinstance(f, (tuple, list)):
+            f = f[-1]
+        if f.ndim == 3:  # tokens [B, N, C]: drop prefix tokens, fold the rest into a square grid
+            tokens = f[:, int(getattr(self.model, "num_prefix_tokens", 0) or 0) :]
+            side = int(round(tokens.shape[1] ** 0.5))
+            if side * side != tokens.shape[1] or side < GRID:
+                return None
+            f = tokens.transpose(1, 2).reshape(len(x), -1, side, side)
+        elif f.ndim == 4:
+            if str(getattr(self.model, "output_fmt", "NCHW")).endswith("NHWC"):
+                f = f.permute(0, 3, 1, 2)
+        else:
+            return None
+        return torch.nn.functional.adaptive_avg_pool2d(f.float(), GRID).flatten(1)
 
 
 class RawPixels:

@@ -7,13 +7,39 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
-LABELS = {"bundle": "this bundle", "random_init": "random init", "raw_pixels": "raw pixels"}
+LABELS = {"bundle": "bundle", "random_init": "random", "raw_pixels": "pixels", "ego_status": "ego"}
+LONG_LABELS = {"bundle": "this bundle", "random_init": "random init", "raw_pixels": "raw pixels", "ego_status": "ego status"}
+METRIC_LABELS = {"R²": "R²", "ADE (m)": "ADE m", "mean rank": "rank", "top-1": "top-1"}
+VERDICT_MARK = {"beats": "✓", "within": "~", "behind": ""}
+MAX_LABEL = 9  # longer compare names become c1, c2, ... with a legend
 
 
 def column_label(name: str) -> str:
-    return LABELS.get(name, name.removeprefix("compare:"))
+    return LONG_LABELS.get(name, name.removeprefix("compare:"))
+
+
+def short_labels(columns: list[str]) -> dict[str, str]:
+    """Header per column: short fixed labels; a compare bundle's name, or ``cN`` when it is long."""
+    out, n = {}, 0
+    for c in columns:
+        if c in LABELS:
+            out[c] = LABELS[c]
+        else:
+            n += 1
+            name = c.removeprefix("compare:")
+            out[c] = name if len(name) <= MAX_LABEL else f"c{n}"
+    return out
+
+
+def probe_label(probe: str, anchor: str | None = None) -> str:
+    """Short row label: ``→front_left`` for cross-camera rows, the probe name otherwise."""
+    if probe.startswith("cross-camera "):
+        rest = probe.removeprefix("cross-camera ")
+        return "→" + rest.split("→", 1)[1] if "→" in rest else rest
+    return probe
 
 
 def _fmt(metric: str, value: float | None) -> str:
@@ -24,57 +50,148 @@ def _fmt(metric: str, value: float | None) -> str:
     return f"{value:.2f}"
 
 
-def format_cell(metric: str, summary: dict[str, float | None], n_seeds: int) -> str:
-    """``mean ±std`` (just the mean for one seed); an R² below -1 shows as ``< -1`` (probe.json keeps it)."""
+def _std(metric: str, value: float) -> str:
+    """Compact spread: ``.03`` for values below 1, ``1.2`` above."""
+    text = f"{value:.1f}" if metric == "mean rank" or value >= 1 else f"{value:.2f}"
+    return text[1:] if text.startswith("0.") else text
+
+
+def format_cell(metric: str, summary: dict[str, float | None], n_seeds: int, with_std: bool = True) -> str:
+    """``mean±std`` (just the mean for one seed or without std); an R² below -1 shows as ``< -1`` (probe.json keeps it)."""
     if summary["mean"] is None:
         return "–"
     if metric == "R²" and summary["mean"] < -1:
         return "< -1"
-    if n_seeds < 2:
+    if n_seeds < 2 or not with_std:
         return _fmt(metric, summary["mean"])
-    return f"{_fmt(metric, summary['mean'])} ±{_fmt(metric, summary['std'])}"
+    return f"{_fmt(metric, summary['mean'])}±{_std(metric, summary['std'])}"
 
 
 def _delta_cell(row: dict[str, Any]) -> str:
-    d = row["delta_vs_random_init"]
+    d = row["delta_vs_best"]
     if d is None or row["not_observable"]:
         return "–"
-    text = f"{'+' if d >= 0 else ''}{_fmt(row['metric'], d)}"
-    if row["within_noise"]:
+    shown = d if row["higher_is_better"] else -d  # in the metric's own units and sign
+    text = f"{'+' if shown >= 0 else ''}{_fmt(row['metric'], shown)}"
+    verdict = row["verdict"]
+    if verdict == "beats":
+        return f"[green]{text}✓[/]"
+    if verdict == "within":
         return f"[yellow]~{text}[/]"
-    better = (d > 0) == row["higher_is_better"] and d != 0
-    return f"[green]{text}[/]" if better else f"[red]{text}[/]"
+    if verdict == "behind":
+        return f"[red]{text}[/]"
+    return text
 
 
-def render_table(result: dict[str, Any]) -> Table:
-    """One line per (probe, metric): every column's mean ±std over seeds, and the gain over random init."""
+def _table(result: dict[str, Any], columns: list[str], with_std: bool, title: str | None = None) -> Table:
     seeds = result["seeds"]
-    table = Table(title=f"ssltk probe: {Path(result['bundle']['path']).name}")
-    table.add_column("probe")
+    labels = short_labels(result["columns"])
+    if title is None:
+        title = f"ssltk probe: {_title_name(result)}"
+        if result.get("readout"):
+            title += f" · readout {result['readout']}"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("probe", no_wrap=True)
     table.add_column("metric", no_wrap=True)
-    for col in result["columns"]:
-        table.add_column(column_label(col), justify="right")
-    table.add_column("Δ vs random init", justify="right")
+    for col in columns:
+        table.add_column(labels[col], justify="right", no_wrap=True)
+    has_bundle = "bundle" in result["columns"]
+    if has_bundle:
+        table.add_column("Δ best", justify="right", no_wrap=True)
+    group = None
     for row in result["rows"]:
+        g = _section(row["probe"])
+        if group is not None and g != group:
+            table.add_section()
+        group = g
         arrow = "↑" if row["higher_is_better"] else "↓"
-        cells = [format_cell(row["metric"], row["summary"][c], len(seeds)) for c in result["columns"]]
-        probe = f"[dim]{row['probe']} *[/]" if row["not_observable"] else row["probe"]
-        table.add_row(probe, f"{row['metric']} {arrow}", *cells, _delta_cell(row))
+        cells = [format_cell(row["metric"], row["summary"][c], len(seeds), with_std) for c in columns]
+        label = probe_label(row["probe"])
+        probe = f"[dim]{label}*[/]" if row["not_observable"] else label
+        metric = f"{METRIC_LABELS.get(row['metric'], row['metric'])} {arrow}"
+        table.add_row(probe, metric, *cells, *([_delta_cell(row)] if has_bundle else []))
     return table
+
+
+def _section(probe: str) -> str:
+    for prefix in ("waypoints", "temporal", "cross-camera"):
+        if probe.startswith(prefix):
+            return prefix
+    return "regression"
+
+
+def _title_name(result: dict[str, Any]) -> str:
+    b = result.get("bundle")
+    return Path(b["path"]).name if b else "data baselines only (no bundle)"
+
+
+def render_table(result: dict[str, Any], width: int | None = None):
+    """One line per (probe, metric): every column's mean ±std over seeds and Δ vs the best baseline.
+
+    The output fits ``width`` columns (default: the console's), nothing cut:
+    with too many ``--compare`` columns the ±std parts go (probe.json keeps
+    them), and compares that still do not fit move to further tables (probe,
+    metric, bundle and those compares).
+    """
+    from rich.console import Console, Group
+
+    width = width or Console().width
+    measure = Console(width=10_000)
+
+    def fits(t: Table) -> bool:
+        return measure.measure(t).maximum <= width
+
+    own = [c for c in result["columns"] if not c.startswith("compare:")]
+    compares = [c for c in result["columns"] if c.startswith("compare:")]
+    table = _table(result, result["columns"], with_std=True)
+    if fits(table):
+        return table
+    main, rest = list(own), list(compares)
+    while rest and fits(_table(result, main + rest[:1], with_std=False)):
+        main.append(rest.pop(0))
+    tables = [_table(result, main, with_std=False)]
+    while rest:
+        chunk = [rest.pop(0)]
+        lead = ["bundle"] if "bundle" in own else []
+        while rest and fits(_table(result, lead + chunk + rest[:1], with_std=False, title="")):
+            chunk.append(rest.pop(0))
+        tables.append(_table(result, lead + chunk, with_std=False, title="more --compare bundles"))
+    tables[-1].caption = "means only (too many columns for ±std at this width; see probe.json)"
+    return tables[0] if len(tables) == 1 else Group(*tables)
 
 
 def footnotes(result: dict[str, Any]) -> list[str]:
     """Lines to print under the table: how to read it, per-row notes, skipped probes."""
     d = result["data"]
+    labels = short_labels(result["columns"])
+    legend = ", ".join(f"{labels[c]} = {column_label(c) if c in LONG_LABELS else c.removeprefix('compare:')}"
+                       for c in result["columns"] if labels[c] != column_label(c))  # fmt: skip
     lines = [
-        f"mean ±std over seeds {', '.join(map(str, result['seeds']))}; {d['anchor_frames']} {d['anchor_camera']} frames "
-        f"from {d['episodes_used']} episodes; ↑ higher is better, ↓ lower; ~ = within the seeds' spread",
+        f"mean±std over seeds {', '.join(map(str, result['seeds']))}; {d['anchor_frames']} {d['anchor_camera']} frames "
+        f"from {d['episodes_used']} episodes; ↑ higher is better, ↓ lower",
+        f"columns: {legend}" + ("; ego = ridge from speed, yaw rate, acceleration at t (no image)" if "ego_status" in result["columns"] else ""),
     ]
+    if "bundle" in result["columns"] and result.get("baselines"):
+        lines.append("Δ best = bundle − the row's best baseline; ✓ beats: the bundle's worst seed is better than every "
+                     "baseline's best seed; ~ within the seeds' spread; red: the best baseline's worst seed is better")
+    if any(r["probe"].startswith("temporal") for r in result["rows"]):
+        lines.append("temporal Δt=k: find frame t+k among the probe-test episodes' frames (same-episode frames within "
+                     "±k excluded); R@k = share of queries with the positive in the top k")
+    if any(r["probe"].startswith("cross-camera") for r in result["rows"]):
+        lines.append(f"→cam: from {d['anchor_camera']} at t, find camera cam's frame at the same t")
+    if result.get("readout"):
+        lines.append(f"readout {result['readout']}: " + READOUT_TEXT.get(str(result["readout"]), ""))
     if any(r["not_observable"] for r in result["rows"]):
-        lines.append("* not observable from these frames: no model, not even raw pixels, beats the mean (R² ≤ 0)")
+        lines.append("* not observable from these frames: no image column, not even raw pixels, beats the mean (R² ≤ 0)")
     lines += [f"{r['probe']} ({r['metric']}): {r['note']}" for r in result["rows"] if r["note"] and not r["not_observable"]]
     lines += skipped_lines(result)
     return lines
+
+
+READOUT_TEXT = {
+    "grid": "the last feature map average-pooled to 2×2 cells (pixels keep their 16×16 thumbnail)",
+    "gap": "the backbone's pooled output (global average pooling)",
+}
 
 
 def skipped_lines(result: dict[str, Any]) -> list[str]:
@@ -90,39 +207,55 @@ def write_json(result: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+CHART_PANELS = (  # (title, metric, which rows, lower y limit)
+    ("ego motion and lane: R² on probe-test ↑", "R²", "regression", -0.5),
+    ("waypoints: ADE in metres ↓", "ADE (m)", "waypoints", None),
+    ("temporal retrieval: R@1 ↑", "R@1", "temporal", 0.0),
+    ("cross-camera retrieval: R@1 ↑", "R@1", "cross-camera", 0.0),
+)
+
+
 def write_chart(result: dict[str, Any], path: str | Path) -> Path:
-    """Bar charts (matplotlib, Agg): R² per target, retrieval top-1, waypoint ADE; error bars = std over seeds."""
+    """One bar panel per metric group (matplotlib, Agg), error bars = std over seeds.
+
+    Sized to stay legible at half size: 14 in wide at 100 dpi, 13-15 pt text.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [
-        ("R² on probe-test (↑)", "R²", -0.5),
-        ("retrieval top-1 (↑)", "top-1", 0.0),
-        ("waypoint ADE, m (↓)", "ADE (m)", None),
-    ]
-    panels = [(t, [r for r in result["rows"] if r["metric"] == m], lo) for t, m, lo in panels]
-    panels = [p for p in panels if p[1]]
-    widths = [max(2, len(rows)) for _, rows, _ in panels] or [1]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(2.5 + 0.9 * sum(widths), 4.4),
-                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    panels = []
+    for title, metric, section, lo in CHART_PANELS:
+        rows = [r for r in result["rows"] if r["metric"] == metric and _section(r["probe"]) == section]
+        if rows:
+            panels.append((title, rows, lo))
     cols = result["columns"]
-    for ax, (title, rows, lo) in zip(axes[0], panels):
-        _bars(ax, rows, cols, lo)
-        ax.set_title(title, fontsize=10)
-    if panels:
+    n = max(1, len(panels))
+    ncols = 2 if n > 1 else 1
+    nrows = -(-n // ncols)
+    with plt.rc_context({"font.size": 13, "axes.titlesize": 15, "xtick.labelsize": 13, "ytick.labelsize": 12,
+                         "legend.fontsize": 13}):  # fmt: skip
+        fig, axes = plt.subplots(nrows, ncols, figsize=(14, 4.6 * nrows + 1.2), squeeze=False)
+        for ax, (title, rows, lo) in zip(axes.flat, panels):
+            _bars(ax, rows, cols, lo)
+            ax.set_title(title, loc="left")
+        for ax in list(axes.flat)[len(panels):]:
+            ax.set_visible(False)
         from matplotlib.patches import Patch
 
-        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        handles = [Patch(color=colours[i % len(colours)], label=column_label(c)) for i, c in enumerate(cols)]
-        fig.legend(handles=handles, loc="upper right", ncol=len(cols), fontsize=8, frameon=False)
-    fig.suptitle(f"ssltk probe: {Path(result['bundle']['path']).name}", fontsize=11, x=0.01, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+        handles = [Patch(color=f"C{i}", label=column_label(c)) for i, c in enumerate(cols)]
+        fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, 1 - 0.5 / (4.6 * nrows + 1.2)),
+                   ncol=min(len(cols), 6), frameon=False)  # fmt: skip
+        name = _title_name(result)
+        readout = f" · readout {result['readout']}" if result.get("readout") else ""
+        fig.suptitle(f"ssltk probe: {name}{readout} · mean ± std over seeds {', '.join(map(str, result['seeds']))}",
+                     fontsize=16, x=0.01, y=0.995, ha="left")  # fmt: skip
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / (4.6 * nrows + 1.2)))
+        path = Path(path)
+        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
     os.replace(tmp, path)
     return path
 
@@ -145,10 +278,10 @@ def _bars(ax, rows: list[dict[str, Any]], cols: list[str], lo: float | None) -> 
             if c:
                 bar.set_hatch("//")
     ax.set_xticks(x)
-    ax.set_xticklabels([r["probe"].replace("cross-camera ", "") for r in rows], rotation=35, ha="right", fontsize=8)
+    ax.set_xticklabels([probe_label(r["probe"]).removeprefix("temporal ") for r in rows], rotation=30, ha="right")
     ax.axhline(0.0, color="black", linewidth=0.6)
     if lo is not None:
         ax.set_ylim(lo, 1.05)
     for j, r in enumerate(rows):
         if r["not_observable"]:
-            ax.annotate("n/o", (j, 1.0), ha="center", va="top", fontsize=7, color="grey")
+            ax.annotate("n/o", (j, 1.0), ha="center", va="top", fontsize=11, color="grey")

@@ -1,14 +1,22 @@
 """Turn per-seed metrics into the probe's result rows (the content of ``probe.json``).
 
 Each row is one ``(probe, metric)`` with, per column (``bundle``,
-``random_init``, ``raw_pixels``, ``compare:*``), the value for every seed and
-its mean, sample standard deviation, min and max. Two judgements are added:
+``random_init``, ``raw_pixels``, ``ego_status``, ``compare:*``), the value for
+every seed and its mean, sample standard deviation, min and max. Judgements:
 
+* ``best_baseline``: the baseline column (random init, raw pixels, ego status,
+  whichever the row has) with the best mean; ``delta_vs_best`` = bundle mean −
+  its mean (positive = the bundle is better, whatever the metric's direction);
+* ``verdict``: ``"beats"`` when the bundle's worst seed is better than every
+  baseline's best seed, ``"behind"`` when the best baseline's worst seed is
+  better than the bundle's best, else ``"within"`` (the seeds' spreads overlap);
+  None with one seed (no spread to judge by);
 * ``delta_vs_random_init`` = bundle mean − random-init mean, with
   ``within_noise`` true when the two min–max ranges over seeds overlap;
-* a target that no column predicts (mean R² ≤ 0 for all, raw pixels included)
-  is marked ``not_observable``: the frames do not show it, so a low score is no
-  loss of the bundle's.
+* a target that no image column predicts (mean R² ≤ 0 for all, raw pixels
+  included; the ego-status baseline sees no image and does not count) is marked
+  ``not_observable``: the frames do not show it, so a low score is no loss of the
+  bundle's.
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ from typing import Any
 import numpy as np
 
 FORMAT = "ssltk-probe"
-FORMAT_VERSION = 1
-HIGHER_IS_BETTER = {"R²": True, "top-1": True, "ADE (m)": False, "mean rank": False}
+FORMAT_VERSION = 2
+HIGHER_IS_BETTER = {"R²": True, "top-1": True, "R@1": True, "R@5": True, "R@10": True, "ADE (m)": False, "mean rank": False}
+NOT_AN_IMAGE = ("ego_status",)  # columns that see no frame: they never make a target observable
 NOT_OBSERVABLE = "not observable from these frames (R² ≤ 0 for every model, raw pixels too)"
 
 
@@ -55,7 +64,7 @@ def _base(probe: str) -> tuple[str, str]:
     return name, (" [" + rest if rest else "")
 
 
-def _row(key, columns, per_seed, seeds, notes) -> dict[str, Any]:
+def _row(key, columns, per_seed, seeds, notes, baselines) -> dict[str, Any]:
     probe, metric = key
     values = {c: [_clean(per_seed[s][0][c].get(key)) for s in seeds] for c in columns}
     summary = {c: stats(values[c]) for c in columns}
@@ -67,6 +76,9 @@ def _row(key, columns, per_seed, seeds, notes) -> dict[str, Any]:
         "higher_is_better": higher,
         "per_seed": values,
         "summary": summary,
+        "best_baseline": None,
+        "delta_vs_best": None,
+        "verdict": None,
         "delta_vs_random_init": None,
         "within_noise": None,
         "note": notes.get(key, ""),
@@ -76,7 +88,29 @@ def _row(key, columns, per_seed, seeds, notes) -> dict[str, Any]:
     if b and r and b["mean"] is not None and r["mean"] is not None:
         row["delta_vs_random_init"] = b["mean"] - r["mean"]
         row["within_noise"] = bool(b["min"] <= r["max"] and r["min"] <= b["max"]) if len(seeds) > 1 else None
+    _judge(row, b, {c: summary[c] for c in baselines if c in summary and summary[c]["mean"] is not None}, len(seeds))
     return row
+
+
+def _judge(row: dict[str, Any], b: dict | None, base: dict[str, dict], n_seeds: int) -> None:
+    """Fill ``best_baseline``, ``delta_vs_best`` and ``verdict`` (see the module docstring)."""
+    if not base:
+        return
+    sign = 1.0 if row["higher_is_better"] else -1.0
+    best = max(base, key=lambda c: sign * base[c]["mean"])
+    row["best_baseline"] = best
+    if not b or b["mean"] is None:
+        return
+    row["delta_vs_best"] = sign * (b["mean"] - base[best]["mean"])
+    if n_seeds < 2:
+        return
+    worst_b, best_b = (b["min"], b["max"]) if sign > 0 else (b["max"], b["min"])
+    if all(sign * (worst_b - (s["max"] if sign > 0 else s["min"])) > 0 for s in base.values()):
+        row["verdict"] = "beats"
+    elif sign * ((base[best]["min"] if sign > 0 else base[best]["max"]) - best_b) > 0:
+        row["verdict"] = "behind"
+    else:
+        row["verdict"] = "within"
 
 
 def _mark_not_observable(rows: list[dict[str, Any]]) -> None:
@@ -84,7 +118,7 @@ def _mark_not_observable(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if row["metric"] != "R²":
             continue
-        means = [s["mean"] for s in row["summary"].values() if s["mean"] is not None]
+        means = [s["mean"] for c, s in row["summary"].items() if s["mean"] is not None and c not in NOT_AN_IMAGE]
         if means and max(means) <= 0.0:
             row["not_observable"] = True
             row["note"] = NOT_OBSERVABLE
@@ -105,6 +139,7 @@ def assemble(
     columns: list[str],
     skipped: list[dict[str, str]],
     meta: dict[str, Any],
+    baselines: list[str] | None = None,
 ) -> dict[str, Any]:
     """The full result: rows sorted by probe family, skipped probes with reasons, and ``meta``."""
     seeds = list(per_seed)
@@ -122,7 +157,7 @@ def assemble(
     keys = sorted(keys, key=lambda k: (_group(k[0]), order[k]))
     rows, skipped = [], list(skipped)
     for key in keys:
-        row = _row(key, columns, per_seed, seeds, notes)
+        row = _row(key, columns, per_seed, seeds, notes, [c for c in (baselines or []) if c in columns])
         if all(s["mean"] is None for s in row["summary"].values()):
             skipped.append({"probe": f"{key[0]} ({key[1]})", "reason": "skipped: not enough frames in the probe data for it"})
             continue
@@ -133,6 +168,7 @@ def assemble(
         "format_version": FORMAT_VERSION,
         "seeds": seeds,
         "columns": columns,
+        "baselines": [c for c in (baselines or []) if c in columns],
         "rows": rows,
         "skipped": skipped,
         **meta,

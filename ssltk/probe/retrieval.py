@@ -50,12 +50,18 @@ def positive_ranks(sims: np.ndarray, positive: np.ndarray, allowed: np.ndarray |
     return 1 + ahead.sum(axis=1)
 
 
+RECALL_AT = (1, 5, 10)
+
+
 def summarise_ranks(ranks: np.ndarray, gallery_size: float) -> dict:
+    """``top1`` (= recall at 1), ``recall`` ``{k: share of queries with rank <= k}``, mean rank, counts."""
     ranks = np.asarray(ranks, np.float64)
     if not len(ranks):
-        return {"top1": float("nan"), "mean_rank": float("nan"), "queries": 0, "gallery": gallery_size}
+        return {"top1": float("nan"), "recall": {k: float("nan") for k in RECALL_AT}, "mean_rank": float("nan"),
+                "queries": 0, "gallery": gallery_size}  # fmt: skip
     return {
         "top1": float((ranks == 1).mean()),
+        "recall": {k: float((ranks <= k).mean()) for k in RECALL_AT},
         "mean_rank": float(ranks.mean()),
         "queries": int(len(ranks)),
         "gallery": gallery_size,

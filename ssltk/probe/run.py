@@ -7,7 +7,12 @@ probe-test and runs every probe on every column:
 * ``bundle``: the bundle's backbone;
 * ``random_init``: the same architecture, randomly initialised with the seed;
 * ``raw_pixels``: a ``16 × 16 × 3`` thumbnail;
+* ``ego_status``: no image, a ridge from speed, yaw rate and acceleration at
+  ``t`` (waypoint and ``dx``/``dy`` rows only);
 * ``compare:NAME``: other bundles given with ``compare``.
+
+Without a bundle (``bundle=None``) only the data baselines run (raw pixels,
+ego status): is the motion visible in these frames at all?
 
 The result is plain data (what ``probe.json`` holds); :mod:`ssltk.probe.report`
 turns it into a table and a chart.
@@ -24,8 +29,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from ssltk.errors import UnknownNameError, UsageError
-from ssltk.probe.evaluate import VARIANTS, Rows, cross_camera_probe, regression_probe, temporal_probe
-from ssltk.probe.features import ModelExtractor, RawPixels, extract
+from ssltk.probe.evaluate import (
+    VARIANTS,
+    Rows,
+    cross_camera_probe,
+    ego_status_inputs,
+    regression_probe,
+    temporal_probe,
+)
+from ssltk.probe.features import READOUTS, ModelExtractor, RawPixels, extract
 from ssltk.probe.frames import FrameKey, FrameTable, choose_kept, load_frames
 from ssltk.probe.models import BundleInfo, load_bundle, random_init, resolve_device
 from ssltk.probe.results import assemble
@@ -33,19 +45,27 @@ from ssltk.probe.split import split_episodes
 from ssltk.probe.targets import DEFAULT_HORIZONS, build_targets
 
 
+# 192 runs of 12 frames: the default split's 192 episodes, one run each (see choose_kept).
+MAX_FRAMES = 2304
+BASELINES = ("random_init", "raw_pixels", "ego_status")
+
+
 @dataclass
 class ProbeOptions:
     """Everything that shapes a probe run besides the models and the data."""
 
     seeds: tuple[int, ...] = (0, 1)
-    max_frames: int = 600  # anchor-camera frames encoded (per model)
+    max_frames: int = MAX_FRAMES  # anchor-camera frames encoded (per model)
     camera: str | None = None  # anchor camera; default "front" if present, else the first
     inputs: tuple[str, ...] = ("t,t-1",)  # regression input variants
+    readout: str = "gap"  # "gap": the pooled output; "grid": the last feature map pooled to 2x2 cells
+    run_length: int = 12  # consecutive anchor frames per run (>= max(dts) + 1)
+    fit_every: int = 2  # ridge fits on every 2nd probe-train row of an episode (all probe-test rows are scored)
     horizons: tuple[float, ...] = DEFAULT_HORIZONS
     dts: tuple[int, ...] = (1, 5, 10)  # temporal retrieval offsets, in frames
     max_queries: int = 400  # temporal retrieval queries per seed
     max_cross: int = 192  # extra-camera frames encoded per model for cross-camera retrieval (all cameras together)
-    test_fraction: float = 0.35  # 8 episodes -> 3 probe-test episodes
+    test_fraction: float = 0.35  # 192 episodes -> 67 probe-test episodes
     raw_side: int = 16
     batch_size: int = 64
 
@@ -59,6 +79,10 @@ class ProbeOptions:
             raise UsageError(f"max_frames must be at least 4, got {self.max_frames}")
         if any(int(d) < 1 for d in self.dts):
             raise UsageError("temporal retrieval offsets must be positive frame counts")
+        if self.readout not in READOUTS:
+            raise UnknownNameError("readout", self.readout, READOUTS)
+        if self.run_length < 2 or self.fit_every < 1:
+            raise UsageError(f"run length must be >= 2 and fit_every >= 1, got {self.run_length} and {self.fit_every}")
 
 
 def resolve_data(data: Any) -> list[str]:
@@ -103,13 +127,15 @@ def cross_pools(table: FrameTable, anchor: str, max_cross: int) -> dict[str, lis
     return pools
 
 
-def _extractors(model, info: BundleInfo, compares, seeds, device, raw_side: int) -> list:
+def _extractors(model, info: BundleInfo | None, compares, seeds, device, raw_side: int, readout: str) -> list:
     def wrap(name, net, inf):
         return ModelExtractor(name, net, size=inf.input_size, mean=inf.mean, std=inf.std,
-                              interpolation=inf.interpolation, device=device)
+                              interpolation=inf.interpolation, device=device, readout=readout)
 
-    ex = [wrap("bundle", model, info)]
-    ex += [wrap(f"random_init@{s}", random_init(info, s), info) for s in seeds]
+    ex = []
+    if info is not None:
+        ex.append(wrap("bundle", model, info))
+        ex += [wrap(f"random_init@{s}", random_init(info, s), info) for s in seeds]
     ex += [wrap(name, net, inf) for name, (net, inf) in compares.items()]
     ex.append(RawPixels("raw_pixels", raw_side))
     return ex
@@ -130,12 +156,12 @@ def column_for(name: str, seed: int) -> str:
 
 
 def run_probe(
-    bundle: str | Path,
+    bundle: str | Path | None,
     data: Any = None,
     *,
     compare: Sequence[str | Path] = (),
     seeds: Sequence[int] = (0, 1),
-    max_frames: int = 600,
+    max_frames: int = MAX_FRAMES,
     device: str | None = "auto",
     write_into_bundle: bool = False,
     out: str | Path | None = None,
@@ -143,8 +169,9 @@ def run_probe(
 ) -> dict[str, Any]:
     """Probe ``bundle`` on ``data`` (default: the built-in synthetic probe split); return all numbers.
 
+    ``bundle=None`` runs the data baselines only (raw pixels, ego status).
     ``options`` are :class:`ProbeOptions` fields (``camera``, ``inputs``,
-    ``horizons``, ``dts``, ...). With ``out`` the run writes ``probe.json`` and
+    ``readout``, ``horizons``, ``dts``, ...). With ``out`` the run writes ``probe.json`` and
     ``probe.png`` there; with ``write_into_bundle`` it also writes ``probe.json``
     into the bundle folder (not listed in the bundle's manifest, so bundle
     verification ignores it; it records the weights' sha256 it probed).
@@ -152,38 +179,45 @@ def run_probe(
     t0 = time.perf_counter()
     opts = ProbeOptions(seeds=tuple(int(s) for s in seeds), max_frames=int(max_frames), **options)
     opts.check()
+    if bundle is None and write_into_bundle:
+        raise UsageError("write_into_bundle needs a bundle")
     dev = resolve_device(device)
-    model, info = load_bundle(bundle)
+    model, info = load_bundle(bundle) if bundle is not None else (None, None)
     compares = _load_compares(compare)
     shards = resolve_data(data)
     from ssltk.data.format import iter_segments
 
     table = load_frames(iter_segments(shards))
     anchor = pick_camera(table, opts.camera)
-    choose_kept(table, opts.max_frames, anchor)
+    choose_kept(table, opts.max_frames, anchor, opts.run_length)
     t_read = time.perf_counter()
 
     anchor_keys = table.kept_keys(anchor)
     pools = cross_pools(table, anchor, opts.max_cross)
     keys: list[FrameKey] = list(anchor_keys) + [(e, s, cam) for cam, pool in pools.items() for e, s in pool]
-    extractors = _extractors(model, info, compares, opts.seeds, dev, opts.raw_side)
+    extractors = _extractors(model, info, compares, opts.seeds, dev, opts.raw_side, opts.readout)
     feats = extract(table, keys, extractors, opts.batch_size)
     t_feat = time.perf_counter()
 
     rows = Rows(np.array([k[0] for k in anchor_keys]), np.array([k[1] for k in anchor_keys], dtype=np.int64))
     targets = build_targets(table, list(zip(rows.episodes.tolist(), rows.steps.tolist())), opts.horizons)
-    columns = ["bundle", "random_init", "raw_pixels", *compares]
-    per_seed, splits = _evaluate_all(table, anchor, rows, keys, pools, feats, targets, columns, opts)
+    ego = ego_status_inputs(table, rows)
+    columns = (["bundle", "random_init"] if info is not None else []) + ["raw_pixels"]
+    columns += (["ego_status"] if ego is not None and targets.waypoint_cols else []) + list(compares)
+    per_seed, splits = _evaluate_all(table, anchor, rows, keys, pools, feats, ego, targets, columns, opts)
     t_eval = time.perf_counter()
 
+    readouts = sorted({e.readout for e in extractors if isinstance(e, ModelExtractor)})
     result = assemble(
         per_seed,
         columns=columns,
-        skipped=_skipped(table, targets, pools, opts),
+        baselines=[c for c in BASELINES if c in columns],
+        skipped=_skipped(table, targets, pools, opts, ego),
         meta={
-            "bundle": {**info.as_dict(), "weights_sha256": _weights_sha(info.path)},
+            "bundle": {**info.as_dict(), "weights_sha256": _weights_sha(info.path)} if info is not None else None,
             "compare": {name: inf.as_dict() for name, (_, inf) in compares.items()},
             "data": _data_summary(shards, table, anchor, anchor_keys, pools),
+            "readout": readouts[0] if len(readouts) == 1 else (readouts or None),
             "options": {**asdict(opts), "device": str(dev)},
             "splits": splits,
             "timing_s": {
@@ -195,12 +229,17 @@ def run_probe(
         },
     )
     result["timing_s"]["total"] = round(time.perf_counter() - t0, 3)
-    _write_outputs(result, out, info.path if write_into_bundle else None)
+    _write_outputs(result, out, info.path if write_into_bundle and info is not None else None)
     return result
 
 
-def _evaluate_all(table, anchor, rows, keys, pools, feats, targets, columns, opts):
-    """``per_seed[seed] = (metrics per column, notes)`` and the splits used."""
+def _evaluate_all(table, anchor, rows, keys, pools, feats, ego, targets, columns, opts):
+    """``per_seed[seed] = (metrics per column, notes)`` and the splits used.
+
+    Regression fits on probe-train and scores probe-test; temporal retrieval
+    draws queries and gallery from probe-test; cross-camera retrieval uses
+    every pooled timestep (its pool is too small to split).
+    """
     n_anchor = len(rows)
     offset, pool_slices = n_anchor, {}
     for cam, pool in pools.items():
@@ -212,14 +251,20 @@ def _evaluate_all(table, anchor, rows, keys, pools, feats, targets, columns, opt
         train, test = split_episodes(table.kept, seed, opts.test_fraction)
         splits.append({"seed": seed, "train": train, "test": test})
         test_set = set(test)
+        in_test = np.isin(rows.episodes, test)
+        test_rows = Rows(rows.episodes[in_test], rows.steps[in_test])
         metrics, notes = {}, {}
         for col in columns:
-            F = feats[column_for(col, seed)]
-            fa = F[:n_anchor]
-            outcomes = [regression_probe(rows, fa, targets, test_set, v) for v in opts.inputs]
-            outcomes.append(temporal_probe(rows, fa, opts.dts, opts.max_queries, seed))
-            cross = {cam: (fa[[anchor_index[p] for p in pool]], F[sl]) for cam, (pool, sl) in pool_slices.items()}
-            outcomes.append(cross_camera_probe(cross, anchor))
+            if col == "ego_status":
+                F = np.zeros((len(rows), 1))
+                outcomes = [regression_probe(rows, F, targets, test_set, v, fit_every=opts.fit_every, ego=ego) for v in opts.inputs]
+            else:
+                F = feats[column_for(col, seed)]
+                fa = F[:n_anchor]
+                outcomes = [regression_probe(rows, fa, targets, test_set, v, fit_every=opts.fit_every) for v in opts.inputs]
+                outcomes.append(temporal_probe(test_rows, fa[in_test], opts.dts, opts.max_queries, seed))
+                cross = {cam: (fa[[anchor_index[p] for p in pool]], F[sl]) for cam, (pool, sl) in pool_slices.items()}
+                outcomes.append(cross_camera_probe(cross, anchor))
             metrics[col] = {k: v for o in outcomes for k, v in o.metrics.items()}
             for o in outcomes:  # notes describe the data and the split, not the model
                 for k, v in o.notes.items():
@@ -228,8 +273,10 @@ def _evaluate_all(table, anchor, rows, keys, pools, feats, targets, columns, opt
     return per_seed, splits
 
 
-def _skipped(table: FrameTable, targets, pools, opts: ProbeOptions) -> list[dict[str, str]]:
+def _skipped(table: FrameTable, targets, pools, opts: ProbeOptions, ego) -> list[dict[str, str]]:
     skipped = [{"probe": k, "reason": v} for k, v in targets.skipped.items()]
+    if ego is None and targets.waypoint_cols:
+        skipped.append({"probe": "ego-status baseline", "reason": "skipped: the data has no ego speed or yaw_rate"})
     if len(table.cameras) < 2:
         skipped.append({"probe": "cross-camera", "reason": "skipped: the data has one camera only"})
     elif not pools:
