@@ -184,3 +184,27 @@ def test_unavailable_cuda_is_a_usage_error(monkeypatch):
     with pytest.raises(UsageError, match="CUDA is not available"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+def test_grid_readout_pools_the_last_feature_map_to_2x2(probe_data):
+    from ssltk.probe.features import ModelExtractor
+
+    net, info = load_bundle(probe_data / "bundle")
+    frames = torch.randint(0, 256, (3, 3, *info.input_size), dtype=torch.uint8)
+    kw = dict(size=info.input_size, mean=info.mean, std=info.std)
+    grid = ModelExtractor("g", net, readout="grid", **kw)(frames)
+    gap = ModelExtractor("p", net, readout="gap", **kw)(frames)
+    assert grid.shape == (3, 4 * gap.shape[1])
+    x = (frames.float() - torch.tensor(info.mean).view(1, 3, 1, 1) * 255) / (torch.tensor(info.std).view(1, 3, 1, 1) * 255)
+    with torch.inference_mode():
+        ref = torch.nn.functional.adaptive_avg_pool2d(net.forward_features(x), 2).flatten(1)
+    np.testing.assert_allclose(grid, ref.numpy(), rtol=1e-4, atol=1e-5)
+    # the mean of the four cells is the pooled output
+    np.testing.assert_allclose(grid.reshape(3, -1, 4).mean(-1), gap, rtol=1e-4, atol=1e-5)
+
+
+def test_readout_is_recorded_and_unknown_readouts_suggest_close_ones(probe_data):
+    res = run_probe(probe_data / "bundle", probe_data / "shards", device="cpu", seeds=(0,), max_frames=60, readout="grid")
+    assert res["readout"] == "grid" and res["options"]["readout"] == "grid"
+    with pytest.raises(UnknownNameError, match="grid"):
+        run_probe(probe_data / "bundle", probe_data / "shards", readout="gird")
