@@ -34,7 +34,7 @@ DEFAULT_SPLITS: dict[str, dict[str, Any]] = {
     "train": {"episodes": 24, "length": 64, "image_size": 96, "seed": 0},
     # Held-out episodes for `ssltk probe`. Many short episodes: motion targets change slowly
     # within an episode, so ridge probes learn from the number of episodes, not of frames
-    # (raw-pixel R² on yaw rate: 32 episodes 0.21, 96: 0.47, 192: 0.58; docs/probe.md).
+    # (raw-pixel R² on yaw rate: mean of 3 seeds, 32 episodes 0.21, 96: 0.47, 192: 0.60; docs/probe.md).
     # 32 steps = a 12-frame probe run + the 2 s waypoint horizon at 10 fps.
     "probe": {"episodes": 192, "length": 32, "image_size": 96, "seed": 1_000_003},
 }

@@ -14,7 +14,7 @@ Regression inputs (``variant``):
   Frames without a ``t - 1`` are left out.
 
 The ego-status baseline (:func:`ego_status_inputs`) sees no image: a ridge from
-the speed, yaw rate and acceleration at ``t`` and their pairwise products
+the speed, yaw rate and acceleration at ``t``, their pairwise products and squares
 (a blind kinematic planner); it is scored on the waypoint and ``dx``/``dy`` rows
 only, where it is the bar an image model must clear.
 """
@@ -155,7 +155,7 @@ def regression_probe(
 
 
 def ego_status_inputs(table, rows: Rows) -> np.ndarray | None:
-    """``[N, 9]`` ego status at each row's ``t``: speed, yaw rate, acceleration and their pairwise products.
+    """``[N, 9]`` ego status at each row's ``t``: speed, yaw rate, acceleration, their pairwise products and squares.
 
     Acceleration is the time derivative of speed where the data has no
     ``accel`` field. None when the data has no speed or no yaw rate.

@@ -8,10 +8,10 @@ backbone in eval mode under ``torch.inference_mode``; nothing is trained.
 
 Readouts (``READOUTS``), the same for every model column:
 
+* ``"gap"`` (default): the backbone's own pooled output (global average
+  pooling for timm CNNs), as a downstream head would see it;
 * ``"grid"``: the last feature map average-pooled to a 2 × 2 grid and
-  flattened (``4·C`` features): where lane lines and the horizon are survives;
-* ``"gap"``: the backbone's own pooled output (global average pooling for timm
-  CNNs), as a downstream head would see it.
+  flattened (``4·C`` features): where lane lines and the horizon are survives.
 
 A model without a spatial feature map (no ``forward_features``, or tokens
 that do not form a square grid) falls back to ``"gap"``; the extractor's
