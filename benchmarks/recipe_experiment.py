@@ -25,6 +25,8 @@ RECIPES: dict[str, dict] = {
     "multi-camera": {"multi-camera": {}},
     "multi-positive": {"multi-positive": {"clip": 2, "stride": 3, "window": 3, "cameras": "front,front_left"}},
     "temporal+per-frame": {"temporal-infonce": {}, "per-frame": {"weight": 0.5}},
+    "future-prediction": {"future-prediction": {}},
+    "temporal+future": {"temporal-infonce": {}, "future-prediction": {"weight": 0.5}},
 }
 # The probe rows the recipe is judged on (probe name prefix, metric).
 KEY_ROWS = ("yaw_rate", "speed", "steering", "lane_offset", "waypoint", "temporal", "cross-camera")
@@ -65,7 +67,8 @@ def collect(results: dict[int, dict], names: dict[int, list[str]]) -> dict:
     table: dict[str, dict[str, list[float]]] = {}
     for seed, res in results.items():
         cols = res["columns"]
-        mapping = {"bundle": names[seed][0], "random_init": "random init", "raw_pixels": "raw pixels"}
+        mapping = {"bundle": names[seed][0], "random_init": "random init", "raw_pixels": "raw pixels",
+                   "ego_status": "ego status"}
         compare_cols = [c for c in cols if c.startswith("compare:")]
         for c, n in zip(compare_cols, names[seed][1:]):
             mapping[c] = n
@@ -118,6 +121,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--recipes", default=",".join(RECIPES))
     p.add_argument("--out", default="runs/recipes")
+    p.add_argument("--results", default="benchmarks/results/recipe.json", help="where the numbers go")
+    p.add_argument("--chart", default="docs/images/recipe.png", help="where the chart goes")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     recipes = args.recipes.split(",")
@@ -130,9 +135,10 @@ def main() -> None:
         names[seed] = recipes
         print(f"probed seed {seed} in {time.perf_counter() - t0:.0f} s", flush=True)
     table = collect(results, names)
-    Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
-    Path("benchmarks/results/recipe.json").write_text(json.dumps({"seeds": seeds, "table": table}, indent=1))
-    chart(table, Path("docs/images/recipe.png"))
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.results).write_text(json.dumps({"seeds": seeds, "table": table}, indent=1))
+    Path(args.chart).parent.mkdir(parents=True, exist_ok=True)
+    chart(table, Path(args.chart))
     print(markdown(table, seeds))
 
 

@@ -152,3 +152,16 @@ def test_photometric_ops_in_float_match_torchvision():
 def test_many_of_nothing_is_nothing():
     assert FrameTransform(16, AugmentConfig()).many([], random.Random(0)) == []
     assert FrameTransform(16).many([], random.Random(0)) == []
+
+
+def test_shared_crop_gives_every_frame_of_a_sample_the_same_box():
+    # no photometric ops: the output is the crop alone; frames are a horizontal ramp, so a crop's left edge shows
+    cfg = AugmentConfig(crop_scale=(0.3, 0.5), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, shared_crop=True)
+    ramp = torch.arange(64, dtype=torch.uint8).repeat(3, 64, 1) * 3
+    t = FrameTransform(16, cfg)
+    out = t.many([ramp, ramp, ramp, ramp], random.Random(0), samples=[0, 0, 1, 1])
+    assert torch.equal(out[0], out[1]) and torch.equal(out[2], out[3])
+    assert not torch.equal(out[0], out[2])  # another sample, another box
+    unshared = FrameTransform(16, AugmentConfig(**{**cfg.to_dict(), "shared_crop": False}))
+    o = unshared.many([ramp, ramp], random.Random(0), samples=[0, 0])
+    assert not torch.equal(o[0], o[1])  # independent boxes by default

@@ -52,6 +52,10 @@ class AugmentConfig:
     blur_p: float = 0.1
     blur_sigma: tuple[float, float] = (0.1, 1.5)  # pixels, at the output size
     hflip_p: float = 0.0
+    # One crop box for every frame of a sample (all its slots and cameras of one shape), so a
+    # temporal pair differs only by the ego motion, not by where each crop sits; photometric
+    # draws stay per frame.
+    shared_crop: bool = False
 
     def __post_init__(self) -> None:
         lo, hi = self.crop_scale
@@ -138,8 +142,12 @@ class FrameTransform:
     def __call__(self, img: torch.Tensor, rng: random.Random) -> torch.Tensor:
         return self.many([img], rng)[0]
 
-    def many(self, imgs: list[torch.Tensor], rng: random.Random) -> list[torch.Tensor]:
+    def many(self, imgs: list[torch.Tensor], rng: random.Random, samples: list[int] | None = None) -> list[torch.Tensor]:
         """``[self(img, rng) for img in imgs]``: the same values and the same random draws.
+
+        ``samples`` (one id per image) says which images belong to one sample:
+        with ``shared_crop`` they share one crop box per frame shape, drawn when
+        the sample's first image of that shape comes.
 
         Without augmentation every frame gets the centred square, so frames of
         one shape are resized together (:func:`resize_many`). With augmentation
@@ -150,8 +158,17 @@ class FrameTransform:
             return []
         if self.config.enabled:
             crops, plans = [], []
-            for img in imgs:
-                top, left, side = self.crop_box(img.shape[-2], img.shape[-1], rng)
+            boxes: dict[tuple, tuple[int, int, int]] = {}
+            share = self.config.shared_crop and samples is not None
+            for n, img in enumerate(imgs):
+                h, w = img.shape[-2], img.shape[-1]
+                if share:
+                    key = (samples[n], h, w)
+                    if key not in boxes:
+                        boxes[key] = self.crop_box(h, w, rng)
+                    top, left, side = boxes[key]
+                else:
+                    top, left, side = self.crop_box(h, w, rng)
                 out = img[:, top : top + side, left : left + side]
                 crops.append(out if side == self.size else _resize_uint8(out, self.size))
                 plans.append(self._draw(rng))

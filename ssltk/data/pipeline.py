@@ -214,7 +214,7 @@ class _Decode:
                 done = dict(zip(refs, self.transform.many([cache[ref] for ref in refs], rng)))
                 images = [done[ref] for *_, ref in cells]
             else:  # every cell its own draws, in cell order (as one transform call per cell would)
-                images = self.transform.many([cache[ref] for *_, ref in cells], rng)
+                images = self.transform.many([cache[ref] for *_, ref in cells], rng, [i for i, *_ in cells])
             out = [_Decoded(view, []) for view in views]
             for (i, t, v, _), img in zip(cells, images):
                 out[i].cells.append((t, v, img))
