@@ -427,3 +427,53 @@ def test_frames_equal_the_per_frame_transform_of_the_stored_jpeg(tmp_path):
                         assert torch.equal(batch["frames"][b, t, v], want)
                         checked += 1
     assert checked > 20
+
+
+def test_rig_flip_mirrors_frames_swaps_left_and_right_and_negates_yaw_like_fields(shards):
+    plan = make_plan(cameras="all")
+    still = {"crop_scale": (1.0, 1.0), "jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0}  # geometry only
+    plain = collect(loader(shards, plan, augment={**still, "rig_flip_p": 0.0}))
+    flipped = collect(loader(shards, plan, augment={**still, "rig_flip_p": 1.0}))
+    seen = {}
+    for b in plain:
+        for i, key in enumerate(b["keys"]):
+            seen[(key, int(b["frame_index"][i, 0]))] = (b["frames"][i], {f: v[i] for f, v in b["ego"].items()})
+    matched = 0
+    for b in flipped:
+        assert b["cameras"] == list(CAMS)
+        for i, key in enumerate(b["keys"]):
+            ref = seen.get((key, int(b["frame_index"][i, 0])))
+            if ref is None:
+                continue
+            frames, ego = ref
+            matched += 1
+            for v, mirror in enumerate((0, 2, 1)):  # front stays, left <-> right
+                assert torch.equal(b["frames"][i, :, mirror], frames[:, v].flip(-1))
+            for f, value in b["ego"].items():
+                sign = -1 if f in ("yaw_rate", "steering", "lane_offset", "curvature", "y", "heading") else 1
+                torch.testing.assert_close(value[i], sign * ego[f], equal_nan=True)
+    assert matched >= 4
+
+
+def test_rig_flip_negates_the_yaw_like_ego_fields_of_a_sample():
+    from ssltk.data.pipeline import _Decode, _Decoded
+    from ssltk.data.sampling import RawView
+
+    dec = object.__new__(_Decode)
+    dec.mirror = [0, 2, 1]
+    ego = {"speed": [5.0, 6.0], "yaw_rate": [0.1, -0.2], "steering": [0.05, 0.0], "lane_offset": [0.4, 0.3],
+           "heading": [1.0, 1.1], "y": [2.0, 2.5], "x": [3.0, 4.0]}  # fmt: skip
+    view = RawView("k", "u", "ep", [[(0, "front")]], {}, [0, 1], [0.0, 0.1], [0.0, 0.1], ego)
+    img = torch.arange(12, dtype=torch.uint8).reshape(1, 3, 4).expand(3, 3, 4)
+    out = dec._mirrored(_Decoded(view, [(0, 1, img)]))
+    assert out.cells[0][1] == 2 and torch.equal(out.cells[0][2], img.flip(-1))
+    assert out.view.ego["yaw_rate"] == [-0.1, 0.2] and out.view.ego["lane_offset"] == [-0.4, -0.3]
+    assert out.view.ego["heading"] == [-1.0, -1.1] and out.view.ego["y"] == [-2.0, -2.5]
+    assert out.view.ego["speed"] == [5.0, 6.0] and out.view.ego["x"] == [3.0, 4.0]
+    assert view.ego["yaw_rate"] == [0.1, -0.2]  # the original sample is untouched
+
+
+def test_rig_flip_needs_both_cameras_of_a_pair(shards):
+    plan = make_plan(cameras=("front", "left"))
+    with pytest.raises(UsageError, match="no mirror partner"):
+        loader(shards, plan, augment={"rig_flip_p": 0.5})

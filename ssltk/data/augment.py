@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -34,7 +35,28 @@ from torchvision.transforms.v2 import functional as F
 
 from ssltk.errors import UnknownNameError, UsageError
 
-__all__ = ["AugmentConfig", "FrameTransform", "resize_many"]
+__all__ = ["AugmentConfig", "FrameTransform", "resize_many", "mirror_camera", "rig_mirror", "MIRRORED_EGO"]
+
+# Ego fields whose sign flips when the world is mirrored about the ego's forward axis
+# (world y and heading too: (x, y, heading) -> (x, -y, -heading) is the mirrored drive).
+MIRRORED_EGO = ("yaw_rate", "steering", "lane_offset", "curvature", "y", "heading")
+
+
+def mirror_camera(name: str) -> str:
+    """The camera that sees the mirrored view: ``left`` and ``right`` swapped in the name."""
+    return re.sub("left|right", lambda m: "right" if m.group() == "left" else "left", name)
+
+
+def rig_mirror(cameras: list[str]) -> list[int]:
+    """Index of each camera's mirror partner in ``cameras``; UsageError if a partner is missing."""
+    missing = [c for c in cameras if mirror_camera(c) not in cameras]
+    if missing:
+        raise UsageError(
+            f"augment rig_flip_p needs both cameras of each left/right pair in the views; "
+            f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no mirror partner "
+            f"({', '.join(mirror_camera(c) for c in missing)}); set rig_flip_p: 0 or add the cameras"
+        )
+    return [cameras.index(mirror_camera(c)) for c in cameras]
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,10 @@ class AugmentConfig:
     # temporal pair differs only by the ego motion, not by where each crop sits; photometric
     # draws stay per frame.
     shared_crop: bool = False
+    # Rig-aware mirror of a whole sample with this probability: every frame flipped left-right,
+    # left/right cameras swapped (front_left <-> front_right), yaw-like ego fields negated
+    # (MIRRORED_EGO). Unlike hflip_p this keeps the sample a physically possible drive.
+    rig_flip_p: float = 0.0
 
     def __post_init__(self) -> None:
         lo, hi = self.crop_scale
@@ -66,7 +92,7 @@ class AugmentConfig:
                 raise UsageError(f"augment {name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.hue <= 0.5:
             raise UsageError(f"augment hue must be in [0, 0.5], got {self.hue}")
-        for name in ("jitter_p", "grayscale_p", "blur_p", "hflip_p"):
+        for name in ("jitter_p", "grayscale_p", "blur_p", "hflip_p", "rig_flip_p"):
             if not 0 <= getattr(self, name) <= 1:
                 raise UsageError(f"augment {name} is a probability in [0, 1], got {getattr(self, name)}")
         if not (0 < self.blur_sigma[0] <= self.blur_sigma[1]):

@@ -22,6 +22,7 @@ the same number of steps. Randomness comes from one generator per
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -36,7 +37,7 @@ import torch
 import webdataset as wds
 
 from ssltk.batch import episode_id
-from ssltk.data.augment import AugmentConfig, FrameTransform
+from ssltk.data.augment import MIRRORED_EGO, AugmentConfig, FrameTransform, rig_mirror
 from ssltk.data.badness import SKIP_KINDS, SkipCounter, clean_worker_error, read_shards
 from ssltk.data.decode import DecodeError, decode_jpeg
 from ssltk.data.format import SegmentMeta, read_manifest, resolve_shards
@@ -184,9 +185,11 @@ class _Decode:
     or two samples of one segment) is also resized once.
     """
 
-    def __init__(self, ctx: _Context, image_size: int, transform: FrameTransform) -> None:
+    def __init__(self, ctx: _Context, image_size: int, transform: FrameTransform, cameras: list[str]) -> None:
         self.ctx, self.size, self.transform = ctx, image_size, transform
         self.reuse = not transform.config.enabled
+        self.flip_p = transform.config.rig_flip_p if transform.config.enabled else 0.0
+        self.mirror = rig_mirror(list(cameras)) if self.flip_p else []
 
     def _decode_group(self, group: list[RawView]) -> dict:
         cache: dict = {}
@@ -201,6 +204,12 @@ class _Decode:
                     field = f"f{ref[0]:03d}.{ref[1]}"
                     self.ctx.counter.skip("corrupt_image", view.url, view.key, f"{field}: {exn}")
         return cache
+
+    def _mirrored(self, d: _Decoded) -> _Decoded:
+        """The sample seen by the mirrored rig (``AugmentConfig.rig_flip_p``)."""
+        ego = {k: ([-x for x in v] if k in MIRRORED_EGO else v) for k, v in d.view.ego.items()}
+        cells = [(t, self.mirror[v], img.flip(-1)) for t, v, img in d.cells]
+        return _Decoded(dataclasses.replace(d.view, ego=ego), cells)
 
     def __call__(self, src: Iterator[list[RawView]]) -> Iterator[list[_Decoded]]:
         rng = self.ctx.rng
@@ -218,6 +227,8 @@ class _Decode:
             out = [_Decoded(view, []) for view in views]
             for (i, t, v, _), img in zip(cells, images):
                 out[i].cells.append((t, v, img))
+            if self.flip_p:
+                out = [self._mirrored(d) if rng.random() < self.flip_p else d for d in out]
             if out:
                 self.ctx.shards_since_output = 0
                 yield out
@@ -496,7 +507,7 @@ def build_loader(
         _Read(ctx),
         _Expand(ctx, sampler, k),
         _Shuffle(ctx, max(0, buffer) // k),
-        _Decode(ctx, image_size, FrameTransform(image_size, aug)),
+        _Decode(ctx, image_size, FrameTransform(image_size, aug), plan.cameras),
         _Batch(ctx, plan, batch_size, image_size, partial, info.ego_fields),
     )
     workers = max(1, num_workers)
