@@ -25,6 +25,11 @@ RECIPES: dict[str, dict] = {
     "multi-camera": {"multi-camera": {}},
     "multi-positive": {"multi-positive": {"clip": 2, "stride": 3, "window": 3, "cameras": "front,front_left"}},
     "temporal+per-frame": {"temporal-infonce": {}, "per-frame": {"weight": 0.5}},
+    # geometry-safe views (issue 14): one crop box per sample, photometric jitter, rig-aware mirror
+    "temporal-geo": {"temporal-infonce": {}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
+    # resolution lever: the same recipe at 96 px (resnet18's last map 3x3 instead of 2x2)
+    "temporal-geo-96": {"temporal-infonce": {}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5},
+                        "_config": {"image_size": 96}},
     "future-prediction": {"future-prediction": {}},
     "temporal+future": {"temporal-infonce": {}, "future-prediction": {"weight": 0.5}},
 }
@@ -39,8 +44,9 @@ def train(recipe: str, seed: int, steps: int | None, root: Path) -> Path:
 
     spec = dict(RECIPES[recipe])
     augment = spec.pop("_augment", None)
+    extra = spec.pop("_config", {})  # other config keys of this recipe (image_size, ...)
     out = root / f"{recipe}-s{seed}"
-    overrides = {"out": str(out), "seed": seed, "steps": steps, "augment": augment}
+    overrides = {"out": str(out), "seed": seed, "steps": steps, "augment": augment, **extra}
     cfg = load_config(demo_config_path(), overrides)
     cfg.objectives = _objectives_from_yaml(spec)
     if (out / "ssltk.json").exists():
