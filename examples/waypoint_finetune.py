@@ -11,6 +11,15 @@ is held out; the script prints the loss and the average displacement error
 (ADE, metres) on them before and after fine-tuning.
 
 Also importable: ``main(bundle, data, steps)`` returns those numbers.
+
+A label-fraction curve compares several backbones on the same held-out episodes:
+
+    python examples/waypoint_finetune.py runs/new/ shards/ --compare per-frame=runs/pf/ \
+        --random-init --fractions 0.1,1 --seeds 0,1 --steps 300
+
+fine-tunes each backbone (and a random init of the same architecture) with 10 %
+and 100 % of the training episodes' labels and prints ADE at each horizon,
+mean [min, max] over seeds, as a markdown table (``curve(...)`` returns it).
 """
 
 from __future__ import annotations
@@ -117,27 +126,52 @@ class WaypointModel(nn.Module):
 
 
 @torch.no_grad()
-def evaluate(model: WaypointModel, images: torch.Tensor, targets: torch.Tensor, batch: int = 64) -> tuple[float, float]:
-    """(loss, ADE in metres): loss is the MSE of the scaled displacements, ADE the mean endpoint distance."""
+def evaluate(model: WaypointModel, images: torch.Tensor, targets: torch.Tensor, batch: int = 64,
+             per_horizon: bool = False):
+    """(loss, ADE in metres): loss is the MSE of the scaled displacements, ADE the mean endpoint distance.
+
+    ``per_horizon=True`` adds a third value: the displacement error at each horizon (list, metres).
+    """
     model.eval()
     preds = torch.cat([model(images[i : i + batch]) for i in range(0, len(images), batch)]) * model.scale
     loss = float(((preds - targets) / model.scale).pow(2).mean())
-    return loss, float((preds - targets).norm(dim=-1).mean())
+    dist = (preds - targets).norm(dim=-1)  # [N, K]
+    if per_horizon:
+        return loss, float(dist.mean()), [float(d) for d in dist.mean(dim=0)]
+    return loss, float(dist.mean())
+
+
+def split_episodes(names: list[str], label_fraction: float = 1.0, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(train, held-out) episode names: the last quarter (sorted) is held out; ``label_fraction`` of the rest
+    (at least one episode, chosen with ``seed``) keeps its labels for training."""
+    if not 0 < label_fraction <= 1:
+        raise SystemExit(f"label fraction must be in (0, 1], got {label_fraction}")
+    names = sorted(names)
+    n_val = len(names) // 4 if len(names) >= 2 else 0
+    val, train = (names[-n_val:], names[:-n_val]) if n_val else (names, names)
+    if label_fraction < 1:
+        keep = max(1, math.ceil(label_fraction * len(train)))
+        train = sorted(random.Random(seed).sample(train, keep))
+    return train, val
 
 
 def main(bundle: str, data: str, steps: int = 200, *, batch_size: int = 16, lr: float = 1e-3,
-         backbone_lr: float = 1e-4, camera: str | None = None, seed: int = 0, device: str = "cpu") -> dict:
-    """Fine-tune and return ``{"loss_before", "loss_after", "ade_before", "ade_after", "train", "val"}``."""
+         backbone_lr: float = 1e-4, camera: str | None = None, seed: int = 0, device: str = "cpu",
+         label_fraction: float = 1.0, random_init: bool = False, episodes=None) -> dict:
+    """Fine-tune and return ``{"loss_before", "loss_after", "ade_before", "ade_after", "ade_horizons", "train", "val"}``.
+
+    ``label_fraction``: share of the training episodes whose labels are used; ``random_init``: the
+    bundle's architecture with random weights (the baseline); ``episodes``: ``read_episodes``' result,
+    to reuse it across calls. ``ade_horizons`` maps each horizon (s) to its held-out error (m).
+    """
     random.seed(seed)
     torch.manual_seed(seed)
     # pretrained=True loads the bundle's weights (without it timm builds random ones).
-    backbone = timm.create_model(f"local-dir:{bundle}", pretrained=True)
+    backbone = timm.create_model(f"local-dir:{bundle}", pretrained=not random_init)
     cfg = timm.data.resolve_model_data_config(backbone)  # the bundle's input size, mean, std
 
-    episodes, camera = read_episodes(data, camera)
-    names = sorted(episodes)
-    n_val = len(names) // 4 if len(names) >= 2 else 0
-    val_names, train_names = (names[-n_val:], names[:-n_val]) if n_val else (names, names)
+    episodes, camera = episodes or read_episodes(data, camera)
+    train_names, val_names = split_episodes(list(episodes), label_fraction, seed)
     train_x, train_y = build_examples(episodes, train_names, cfg)
     val_x, val_y = build_examples(episodes, val_names, cfg)
     scale = float(train_y.abs().mean()) or 1.0  # targets in metres -> about unit size
@@ -159,10 +193,46 @@ def main(bundle: str, data: str, steps: int = 200, *, batch_size: int = 16, lr: 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    loss_after, ade_after = evaluate(model, val_x, val_y)
-    print(f"after {steps} steps: loss {loss_after:.4f}, ADE {ade_after:.2f} m")
+    loss_after, ade_after, by_horizon = evaluate(model, val_x, val_y, per_horizon=True)
+    print(f"after {steps} steps: loss {loss_after:.4f}, ADE {ade_after:.2f} m "
+          f"({', '.join(f'+{h:g}s {d:.2f}' for h, d in zip(HORIZONS_S, by_horizon))})")
     return {"loss_before": loss_before, "loss_after": loss_after, "ade_before": ade_before,
-            "ade_after": ade_after, "train": len(train_x), "val": len(val_x)}
+            "ade_after": ade_after, "ade_horizons": dict(zip(HORIZONS_S, by_horizon)),
+            "train": len(train_x), "val": len(val_x), "train_episodes": len(train_names)}
+
+
+def curve(models: dict[str, str], data: str, *, fractions=(0.1, 1.0), seeds=(0,), random_init: str | None = None,
+          **kwargs) -> dict:
+    """A label-fraction curve: ``{model: {fraction: {horizon: [ADE per seed]}}}`` on the same held-out episodes.
+
+    ``models`` maps a column name to a bundle folder; ``random_init`` names a bundle whose architecture
+    is also fine-tuned from random weights (column ``random init``). Other ``kwargs`` go to ``main``.
+    """
+    episodes = read_episodes(data, kwargs.pop("camera", None))
+    runs = [(name, path, False) for name, path in models.items()]
+    if random_init:
+        runs.append(("random init", random_init, True))
+    out: dict = {}
+    for name, path, rand in runs:
+        for fraction in fractions:
+            for seed in seeds:
+                print(f"== {name}, {fraction:g} of the labels, seed {seed}")
+                r = main(path, data, seed=seed, label_fraction=fraction, random_init=rand, episodes=episodes, **kwargs)
+                cell = out.setdefault(name, {}).setdefault(fraction, {})
+                for h, d in r["ade_horizons"].items():
+                    cell.setdefault(h, []).append(d)
+    return out
+
+
+def markdown(table: dict) -> str:
+    """The curve as a markdown table: ADE (m) at each horizon, mean [min, max] over seeds."""
+    lines = ["| model | labels | " + " | ".join(f"ADE +{h:g} s" for h in HORIZONS_S) + " |",
+             "|---|---|" + "---|" * len(HORIZONS_S)]
+    for name, by_fraction in table.items():
+        for fraction, by_h in by_fraction.items():
+            cells = [f"{np.mean(v):.2f} [{min(v):.2f}, {max(v):.2f}]" for v in (by_h[h] for h in HORIZONS_S)]
+            lines.append(f"| {name} | {fraction:.0%} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
@@ -173,5 +243,24 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--camera", default=None, help="camera to use (default: front, else the first)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--label-fraction", type=float, default=1.0, help="share of training episodes with labels")
+    parser.add_argument("--random-init", action="store_true", help="also (or, alone: only) a random init of the bundle's architecture")
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME=BUNDLE", help="another bundle for the curve")
+    parser.add_argument("--fractions", default=None, help="label fractions for a curve, e.g. 0.1,1")
+    parser.add_argument("--seeds", default="0", help="fine-tuning seeds for a curve, e.g. 0,1")
     args = parser.parse_args()
-    main(args.bundle, args.data, args.steps, batch_size=args.batch_size, camera=args.camera, device=args.device)
+    common = dict(steps=args.steps, batch_size=args.batch_size, camera=args.camera, device=args.device)
+    if args.fractions or args.compare:
+        models = {"bundle": args.bundle}
+        for spec in args.compare:
+            name, sep, path = spec.partition("=")
+            if not sep or not name or not path:
+                raise SystemExit(f"--compare takes NAME=BUNDLE, got {spec!r}")
+            models[name] = path
+        fractions = [float(f) for f in (args.fractions or str(args.label_fraction)).split(",")]
+        seeds = [int(x) for x in args.seeds.split(",")]
+        table = curve(models, args.data, fractions=fractions, seeds=seeds,
+                      random_init=args.bundle if args.random_init else None, **common)
+        print(markdown(table))
+    else:
+        main(args.bundle, args.data, label_fraction=args.label_fraction, random_init=args.random_init, **common)

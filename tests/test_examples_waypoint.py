@@ -127,7 +127,7 @@ def test_example_uses_plain_timm_for_the_backbone():
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert {m for m in modules if m and m.startswith("ssltk")} == {"ssltk.data.format"}
-    assert 'f"local-dir:{bundle}", pretrained=True' in EXAMPLE.read_text()
+    assert 'f"local-dir:{bundle}", pretrained=not random_init' in EXAMPLE.read_text()
 
 
 @pytest.mark.slow
@@ -141,3 +141,48 @@ def test_script_runs_from_the_command_line(data_and_bundle):
     )
     assert proc.returncode == 0, proc.stderr
     assert "after 2 steps: loss" in proc.stdout
+
+
+def test_label_fraction_keeps_held_out_episodes_fixed(wp):
+    names = [f"ep{i:02d}" for i in range(40)]
+    full_train, val = wp.split_episodes(names, 1.0)
+    assert val == names[30:] and full_train == names[:30]
+    for seed in (0, 1):
+        train, val_f = wp.split_episodes(names, 0.1, seed)
+        assert val_f == val  # the same held-out episodes whatever the fraction
+        assert len(train) == 3 and set(train) <= set(full_train)
+    assert wp.split_episodes(names, 0.1, 0)[0] != wp.split_episodes(names, 0.1, 1)[0]
+    assert len(wp.split_episodes(names, 0.001)[0]) == 1  # at least one episode keeps its labels
+    with pytest.raises(SystemExit, match="label fraction"):
+        wp.split_episodes(names, 0.0)
+
+
+def test_fewer_labels_means_fewer_training_frames(wp, data_and_bundle):
+    shards, bundle = data_and_bundle
+    full = wp.main(str(bundle), str(shards), steps=1)
+    part = wp.main(str(bundle), str(shards), steps=1, label_fraction=0.2)
+    assert (full["train_episodes"], part["train_episodes"]) == (6, 2)
+    assert part["train"] == 2 * 20 and part["val"] == full["val"] == 2 * 20
+    assert sorted(part["ade_horizons"]) == [0.5, 1.0, 2.0]
+    # The ADE is the mean of the per-horizon errors (same number of frames at each horizon).
+    assert part["ade_after"] == pytest.approx(sum(part["ade_horizons"].values()) / 3, rel=1e-5)
+
+
+def test_random_init_column_uses_the_bundle_architecture_with_new_weights(wp, data_and_bundle):
+    shards, bundle = data_and_bundle
+    trained = wp.main(str(bundle), str(shards), steps=0)
+    rand = wp.main(str(bundle), str(shards), steps=0, random_init=True, seed=1)
+    assert rand["val"] == trained["val"] and rand["loss_before"] != trained["loss_before"]
+
+
+def test_curve_has_every_model_fraction_and_seed(wp, data_and_bundle):
+    shards, bundle = data_and_bundle
+    table = wp.curve({"mine": str(bundle)}, str(shards), fractions=(0.5, 1.0), seeds=(0, 1),
+                     random_init=str(bundle), steps=2)
+    assert list(table) == ["mine", "random init"]
+    for by_fraction in table.values():
+        assert list(by_fraction) == [0.5, 1.0]
+        assert all(len(v) == 2 and all(math.isfinite(x) for x in v) for cell in by_fraction.values() for v in cell.values())
+    md = wp.markdown(table)
+    assert md.splitlines()[0] == "| model | labels | ADE +0.5 s | ADE +1 s | ADE +2 s |"
+    assert "| mine | 50% |" in md and "| random init | 100% |" in md and len(md.splitlines()) == 2 + 4
