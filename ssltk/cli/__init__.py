@@ -6,7 +6,8 @@ import importlib
 
 import typer
 
-from ssltk.cli._util import AppState, err_console, friendly  # friendly: public, for plugin commands
+from ssltk.cli._errors import SsltkGroup
+from ssltk.cli._util import AppState, err_console, friendly, set_debug  # friendly: public, for plugin commands
 from ssltk.plugins import SsltkPluginManager, call_safely, get_plugin_manager
 
 # Each module has ``register(app, state)``; one module per command group.
@@ -38,6 +39,7 @@ def build_app(pm: SsltkPluginManager | None = None) -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
         rich_markup_mode="rich",
+        cls=SsltkGroup,
     )
 
     @app.callback()
@@ -45,8 +47,12 @@ def build_app(pm: SsltkPluginManager | None = None) -> typer.Typer:
         version: bool = typer.Option(
             False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
         ),
+        debug: bool = typer.Option(
+            False, "--debug", help="On failure also print the traceback (same as SSLTK_DEBUG=1)."
+        ),
     ) -> None:
         """Self-supervised pretraining of vision backbones on driving video."""
+        set_debug(debug)
 
     for mod in _GROUPS:
         importlib.import_module(mod).register(app, state)

@@ -33,6 +33,25 @@ HEADER = """# CLI reference
 
 Every `ssltk` command with its options, as printed by `--help`. Commands added by installed
 plugins are not listed here; run `ssltk --help` to see them. See [plugins.md](plugins.md) to write one.
+
+## Errors and exit codes
+
+Every failure ends in one line on stderr, `error: <what is wrong and how to fix it>`, never a traceback:
+
+| exit | meaning | examples |
+|---|---|---|
+| 0 | success | |
+| 1 | a runtime failure | a loss became NaN, a read-only or full disk, a plugin's objective or backbone raised, `bundle verify` or `data inspect` found damage |
+| 2 | bad input | a mistyped option (`error: no such option --learning-rat; did you mean --lr?`), a bad value, a missing path, an unknown name, bad data under `--strict` |
+| 130 | interrupted (Ctrl-C) | |
+
+A failed `pretrain` leaves nothing half-made: nothing is written to `--out` before every check that can fail
+before training has passed, and a run that fails later leaves either its last checkpoint (the message says
+`resume with ssltk pretrain --resume OUT`) or nothing.
+
+For the traceback behind a failure (to report a bug, or to debug a plugin), add `--debug` before the
+command (`ssltk --debug pretrain ...`) or set `SSLTK_DEBUG=1`: the traceback is printed first, then the
+same one line and exit code.
 """
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import typer
 from rich.console import Console
 
-from ssltk.errors import SsltkError
+from ssltk.errors import SsltkError, one_line
 from ssltk.plugins import SsltkPluginManager, get_plugin_manager
 
 console = Console(highlight=False)
@@ -34,24 +36,72 @@ class AppState:
         return self._registry
 
 
+DEBUG_ENV = "SSLTK_DEBUG"
+_debug = [False]  # set by the root ``--debug`` option for the current invocation
+
+
+def set_debug(on: bool) -> None:
+    _debug[0] = bool(on)
+
+
+def debug_enabled() -> bool:
+    """True with ``ssltk --debug ...`` or ``SSLTK_DEBUG=1``: failures also print their traceback."""
+    return _debug[0] or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def fail(message: str, code: int = 2) -> "typer.Exit":
     """Print one line to stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True, highlight=False)
     return typer.Exit(code)
 
 
+def _print(message: str) -> None:
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
+def describe_failure(exc: BaseException) -> tuple[str, int]:
+    """The one line and exit code for any exception a command raised.
+
+    ``SsltkError``: its message and ``exit_code`` (2 = bad input, 1 = runtime).
+    ``OSError`` (a read-only or full disk, a permission): what failed and on which path, exit 1.
+    Anything else is a bug or a plugin's fault: its type and first line, exit 1.
+    """
+    if isinstance(exc, SsltkError):
+        return str(exc).strip() or type(exc).__name__, exc.exit_code
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        what = exc.strerror or one_line(exc)
+        return f"{what}{where}", 1
+    hint = "" if debug_enabled() else f" (rerun with --debug or {DEBUG_ENV}=1 for the traceback)"
+    return f"unexpected {one_line(exc)}{hint}", 1
+
+
+def report_failure(exc: BaseException) -> int:
+    """Print ``exc`` as one line (and the traceback first under ``--debug``); return the exit code."""
+    if debug_enabled():
+        traceback.print_exception(exc, file=sys.stderr)
+    message, code = describe_failure(exc)
+    _print(message)
+    return code
+
+
 def friendly(fn: Callable) -> Callable:
-    """Turn ``SsltkError`` (and Ctrl-C) into one line and an exit code, never a traceback."""
+    """Turn any exception into one line and an exit code, never a traceback (unless ``--debug``)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except SsltkError as exc:
-            raise fail(str(exc), exc.exit_code) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except Exception as exc:  # noqa: BLE001 - every failure ends in one line
+            raise typer.Exit(report_failure(exc)) from None
 
+    wrapper.ssltk_friendly = True  # type: ignore[attr-defined]
     return wrapper
 
 
