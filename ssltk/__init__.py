@@ -28,12 +28,41 @@ _LAZY = {
     "LossOutput": "ssltk.objectives",
     "NoOptions": "ssltk.objectives",
     "Objective": "ssltk.objectives",
+    # Building blocks for plugin objectives (docs/writing_objectives.md, docs/losses.md).
+    "ContrastiveObjective": "ssltk.contrastive",
+    "ContrastiveOptions": "ssltk.contrastive",
+    "Masks": "ssltk.contrastive",
+    "Rows": "ssltk.contrastive",
+    "near": "ssltk.contrastive",
+    "same": "ssltk.contrastive",
+    "ProjectionHead": "ssltk.heads",
+    "InfoNCEOutput": "ssltk.losses",
+    "masked_infonce": "ssltk.losses",
+    "collapse_stats": "ssltk.losses",
+    # torch.distributed helpers for plugins: each is the identity with one process.
+    "world": "ssltk.losses",
+    "gather_with_grad": "ssltk.losses",
+    "gather_nograd": "ssltk.losses",
+    "all_reduce_sum": "ssltk.losses",
+    "ddp_mean": "ssltk.losses",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ssltk.backbones import Backbone, BackboneFamily
     from ssltk.batch import Batch, BatchContractError, validate_batch
     from ssltk.ema import EMA, TargetRequest
+    from ssltk.contrastive import ContrastiveObjective, ContrastiveOptions, Masks, Rows, near, same
+    from ssltk.heads import ProjectionHead
+    from ssltk.losses import (
+        InfoNCEOutput,
+        all_reduce_sum,
+        collapse_stats,
+        ddp_mean,
+        gather_nograd,
+        gather_with_grad,
+        masked_infonce,
+        world,
+    )
     from ssltk.objectives import LossOutput, NoOptions, Objective
 
 
@@ -76,20 +105,35 @@ __all__ = [
     "BackboneFamily",
     "Batch",
     "BatchContractError",
+    "ContrastiveObjective",
+    "ContrastiveOptions",
     "DeltaRange",
     "EMA",
+    "InfoNCEOutput",
     "LossOutput",
+    "Masks",
     "NoOptions",
     "Objective",
+    "ProjectionHead",
     "Registry",
+    "Rows",
     "SsltkError",
     "TargetRequest",
     "UnknownNameError",
     "UsageError",
     "ViewRequest",
     "__version__",
+    "all_reduce_sum",
+    "collapse_stats",
+    "ddp_mean",
+    "gather_nograd",
+    "gather_with_grad",
     "get_plugin_manager",
     "load_backbone",
     "hookimpl",
+    "masked_infonce",
+    "near",
+    "same",
     "validate_batch",
+    "world",
 ]

@@ -21,6 +21,11 @@ Distributed negatives (:func:`gather_with_grad`): anchors stay the local rows,
 keys are the rows of every rank; the backward pass sums the key gradients over
 ranks before taking the local slice, which is what DDP's gradient averaging
 needs (explained in ``docs/losses.md``).
+
+The distributed helpers (:func:`world`, :func:`gather_with_grad`,
+:func:`gather_nograd`, :func:`all_reduce_sum`, :func:`ddp_mean`) and
+:func:`collapse_stats` are public as ``ssltk.<name>`` for plugin objectives
+(``docs/writing_objectives.md``); each is the identity with one process.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ __all__ = [
     "InfoNCEOutput",
     "all_reduce_sum",
     "check_temperature",
+    "collapse_stats",
+    "ddp_mean",
     "gather_nograd",
     "gather_with_grad",
     "masked_infonce",
@@ -364,10 +371,53 @@ def gather_nograd(x: torch.Tensor, group=None) -> tuple[torch.Tensor, int]:
 
 
 def all_reduce_sum(x: torch.Tensor, group=None) -> torch.Tensor:
-    """Sum of a (detached) tensor over ranks; ``x`` itself with one process."""
+    """Sum of ``x`` over ranks, **without gradient** (counts, statistics); ``x`` itself with one process.
+
+    The result is a new detached tensor (``x`` is not modified). To backpropagate
+    through values of other ranks, gather them with :func:`gather_with_grad`.
+    """
     _, w = world(group)
     if w == 1:
         return x
     x = x.detach().clone()
     dist.all_reduce(x, op=dist.ReduceOp.SUM, group=group)
     return x
+
+
+def ddp_mean(values: torch.Tensor, group=None) -> torch.Tensor:
+    """The per-rank loss whose average over ranks is the mean of ``values`` over every rank's rows.
+
+    ``values``: ``[N]`` per-row losses of this rank (with gradient; ranks may hold
+    different ``N``, also 0). Returns ``W · Σ values / N_global`` with ``N_global``
+    the number of rows of all ranks (one all-reduce): DDP averages parameter
+    gradients over the ``W`` ranks, so the averaged gradient is that of the
+    global-batch mean, exactly. With one process it is ``values.mean()``; with no
+    row anywhere an exact 0 that is still connected to the graph.
+    """
+    values = values.reshape(-1)
+    _, w = world(group)
+    count = torch.tensor(float(values.numel()), dtype=torch.float64, device=values.device)
+    total = all_reduce_sum(count, group)
+    return values.sum() * (w / total.clamp(min=1.0)).to(values.dtype)
+
+
+@torch.no_grad()
+def collapse_stats(z: torch.Tensor) -> dict[str, float]:
+    """Collapse telemetry of embeddings ``z [N, D]`` (valid rows only), as floats.
+
+    * ``emb_std``: the std over rows of the l2-normalised rows, mean over dimensions
+      (0 = every row the same: collapse; about ``1/sqrt(D)`` when spread out). The
+      contrastive objectives report the same number under the same name.
+    * ``effective_rank``: RankMe, ``exp(−Σ p_k log p_k)`` with ``p = σ / ‖σ‖₁`` over the
+      singular values of ``z`` (1 = dimensional collapse onto a line; at most ``min(N, D)``).
+
+    Both are NaN with fewer than two rows. Per rank under DDP.
+    """
+    z = z.detach().float().reshape(-1, z.shape[-1])
+    if z.shape[0] < 2:
+        return {"emb_std": float("nan"), "effective_rank": float("nan")}
+    std = F.normalize(z, dim=-1).std(0).mean()
+    s = torch.linalg.svdvals(z)
+    p = s / s.sum().clamp(min=1e-12)
+    rank = torch.exp(-torch.special.xlogy(p, p).sum())
+    return dict(zip(("emb_std", "effective_rank"), torch.stack([std, rank]).tolist()))
