@@ -19,10 +19,19 @@ class UsageError(SsltkError):
 class UnknownNameError(SsltkError, KeyError):
     """A name (objective, backbone, config key, camera) that is not known; suggests close matches."""
 
-    def __init__(self, kind: str, name: str, known: Iterable[str], hint: str = "") -> None:
+    def __init__(
+        self, kind: str, name: str, known: Iterable[str], hint: str = "", aliases: dict[str, str] | None = None
+    ) -> None:
+        """``aliases``: other names users reach for -> the known name they mean (``learning_rate`` -> ``lr``)."""
         self.kind, self.name = kind, name
         known = sorted(set(known))
-        self.suggestions = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        aliases = {a: t for a, t in (aliases or {}).items() if t in known}
+        self.suggestions = []
+        for hit in difflib.get_close_matches(str(name), known + sorted(aliases), n=4, cutoff=0.5):
+            target = aliases.get(hit, hit)
+            if target not in self.suggestions:
+                self.suggestions.append(target)
+        self.suggestions = self.suggestions[:3]
         msg = f"unknown {kind} {name!r}"
         if self.suggestions:
             msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"

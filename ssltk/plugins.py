@@ -51,6 +51,8 @@ class SsltkPluginManager(pluggy.PluginManager):
         pluggy.PluginManager.__init__(self, hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}  # plugin name -> provenance (broken ones too)
+        self.installed: list[str] = []  # distributions that declare ssltk entry points
+        self.unknown_load: list[str] = []  # names asked for in SSLTK_LOAD_PLUGINS that no distribution has
 
     def info_for(self, plugin: object) -> PluginInfo:
         """Provenance of a registered plugin object; plugins registered by hand get ``dist='-'``."""
@@ -117,8 +119,10 @@ def get_plugin_manager(
         pm.enable_tracing()
     allowed = set(load) if load is not None else _split_env(os.environ.get("SSLTK_LOAD_PLUGINS"))
     block = set(blocked) | (_split_env(os.environ.get("SSLTK_DISABLE_PLUGINS")) or set())
+    installed: set[str] = set()
     for ep, dist in _entry_points():
         dist_name, version = dist.metadata["Name"], dist.version
+        installed.add(dist_name)
         if allowed is not None and dist_name not in allowed:
             continue
         if ep.name in block or dist_name in block or pm.has_plugin(ep.name):
@@ -131,6 +135,9 @@ def get_plugin_manager(
             if pm.has_plugin(ep.name):
                 pm.unregister(name=ep.name)
             pm.mark_broken(ep.name, dist_name, version, ep.value, exc)
+    pm.installed = sorted(installed)
+    if load is None and allowed:  # a typo in the environment variable must not look like "no plugins"
+        pm.unknown_load = sorted(allowed - installed)
     for name, plugin in plugins:
         pm.register_plugin(plugin, name)
     while True:  # a misspelled hook implementation makes its plugin broken, not silent
@@ -142,6 +149,17 @@ def get_plugin_manager(
             pm.unregister(exc.plugin)
             pm.mark_broken(info.name, info.dist, info.version, info.module, exc)
     return pm
+
+
+def check_load_names(pm: SsltkPluginManager) -> None:
+    """``UnknownNameError`` (with close matches) if ``SSLTK_LOAD_PLUGINS`` names a distribution that is not installed."""
+    if pm.unknown_load:
+        from ssltk.errors import UnknownNameError
+
+        raise UnknownNameError(
+            "distribution in SSLTK_LOAD_PLUGINS", pm.unknown_load[0], pm.installed,
+            "comma-separated distribution names; 'ssltk' alone loads the builtins",
+        )  # fmt: skip
 
 
 def format_exception(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ssltk.errors import BrokenPluginError, DuplicateNameError, UnknownNameError
+from ssltk.errors import BrokenPluginError, DuplicateNameError, UnknownNameError, UsageError
 from ssltk.plugins import PluginInfo, SsltkPluginManager, get_plugin_manager
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
@@ -129,13 +129,25 @@ class Registry:
             raise BrokenPluginError(f"no objective {name!r}: {hint}")
         raise UnknownNameError("objective", name, known, hint)
 
+    def _refuse_tagged(self, name: str, families: list[Entry]) -> None:
+        """``resnet50.a1_in1k``: a pretrained-weights tag on a known model; ssltk never downloads weights."""
+        base, dot, tag = name.partition(".")
+        if dot and tag and base and any(e.obj.has_model(base) for e in families):
+            raise UsageError(
+                f"backbone {name!r} names pretrained hub weights, which ssltk never downloads; use {base!r} "
+                f"and pass local weights with --init PATH (docs/backbones.md)"
+            )
+
     def backbone(self, name: str) -> tuple[Entry, str]:
         """Resolve ``family:model`` or a bare model name to ``(family entry, model name)``."""
+        if not isinstance(name, str) or not name.strip():
+            raise UnknownNameError("backbone", str(name), list(self.backbones), "give a model name such as resnet18")
         if ":" in name:
             fam, _, model = name.partition(":")
             if fam in self.backbones:
                 entry = self.backbones[fam]
                 if not entry.obj.has_model(model):
+                    self._refuse_tagged(model, [entry])
                     raise UnknownNameError(
                         f"{fam} backbone", model, entry.obj.list_models(), f"`ssltk list-plugins --kind backbone`"
                     )
@@ -146,6 +158,7 @@ class Registry:
         if len(hits) > 1:
             opts = ", ".join(f"{e.name}:{name}" for e in hits)
             raise DuplicateNameError(f"backbone {name!r} is provided by several families; pick one: {opts}")
+        self._refuse_tagged(name, list(self.backbones.values()))
         known: list[str] = list(self.backbones)
         for entry in self.backbones.values():
             known += entry.obj.list_models()

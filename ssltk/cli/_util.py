@@ -29,9 +29,11 @@ class AppState:
 
     @property
     def registry(self):
+        from ssltk.plugins import check_load_names
         from ssltk.registry import Registry
 
         if self._registry is None:
+            check_load_names(self.pm)
             self._registry = Registry(self.pm)
         return self._registry
 

@@ -20,10 +20,12 @@ Counts are kept per DataLoader worker and travel with each batch as
 summing ``batch["skipped"]`` over all batches gives the totals across workers
 (:class:`~ssltk.data.pipeline.SegmentLoader` does this for you in
 ``loader.skipped``). Nothing ever sleeps; the first case of each kind in a
-worker is logged at WARNING, later ones at DEBUG.
+process is logged at WARNING, later ones at DEBUG (:func:`mark_warned` tells
+the process about kinds its DataLoader workers already reported, so workers
+forked later stay quiet about them).
 
 With ``strict=True`` the first case raises :class:`BadDataError`, one line
-naming the kind, the shard and the sample key.
+naming the kind, the shard and the sample key, and how to skip instead.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any, Iterable, Iterator
 from ssltk.data.tario import TarFormatError, iter_samples
 from ssltk.errors import UsageError
 
-__all__ = ["BadDataError", "SKIP_KINDS", "SkipCounter", "read_shards", "clean_worker_error"]
+__all__ = ["BadDataError", "SKIP_KINDS", "SkipCounter", "read_shards", "clean_worker_error", "mark_warned"]
 
 log = logging.getLogger("ssltk.data")
 
@@ -62,6 +64,15 @@ _DESCRIBE = {
 }
 
 
+STRICT_HINT = "strict mode: rerun with --lenient (config strict_data: false) to skip and count bad data"
+_WARNED: set[str] = set()  # kinds already logged at WARNING in this process
+
+
+def mark_warned(kinds: Iterable[str]) -> None:
+    """Log later cases of these kinds at DEBUG only (e.g. kinds a finished loader's workers reported)."""
+    _WARNED.update(kinds)
+
+
 class BadDataError(UsageError):
     """Bad data met with ``strict=True`` (one line: kind, shard, key, detail)."""
 
@@ -72,7 +83,6 @@ class SkipCounter:
     def __init__(self, strict: bool = False) -> None:
         self.strict = strict
         self.counts: Counter[str] = Counter()
-        self._logged: set[str] = set()
 
     def skip(self, kind: str, url: str, key: str = "", detail: str = "") -> None:
         """Record one case of ``kind`` (raise :class:`BadDataError` if strict)."""
@@ -81,10 +91,10 @@ class SkipCounter:
         where = f"shard {url}" + (f", key {key}" if key else "")
         message = f"{_DESCRIBE[kind]} in {where}" + (f": {detail}" if detail else "")
         if self.strict:
-            raise BadDataError(message + " (strict mode; pass strict=False to skip and count bad data)")
+            raise BadDataError(f"{message} ({STRICT_HINT})")
         self.counts[kind] += 1
-        level = logging.WARNING if kind not in self._logged else logging.DEBUG
-        self._logged.add(kind)
+        level = logging.WARNING if kind not in _WARNED else logging.DEBUG
+        _WARNED.add(kind)
         log.log(level, "skipping %s", message)
 
     def take(self) -> dict[str, int]:

@@ -136,15 +136,32 @@ def _objectives_from_yaml(value: Any) -> list[ObjectiveSpec]:
     return specs
 
 
+# Config keys other tools use -> ssltk's key (suggested, never silently accepted).
+KEY_ALIASES = {
+    "learning_rate": "lr", "base_lr": "lr", "max_lr": "lr", "lr_min": "min_lr", "final_lr": "min_lr",
+    "epochs": "steps", "max_steps": "steps", "iterations": "steps", "total_steps": "steps",
+    "batch": "batch_size", "bs": "batch_size", "img_size": "image_size", "resolution": "image_size",
+    "size": "image_size", "input_size": "image_size", "wd": "weight_decay", "warmup": "warmup_steps",
+    "warmup_iters": "warmup_steps", "clip_grad": "grad_clip", "max_grad_norm": "grad_clip",
+    "grad_accum": "accum_steps", "gradient_accumulation_steps": "accum_steps", "workers": "num_workers",
+    "model": "backbone", "arch": "backbone", "architecture": "backbone", "model_kwargs": "backbone_kwargs",
+    "objective": "objectives", "loss": "objectives", "losses": "objectives", "dataset": "data",
+    "shards": "data", "train_data": "data", "output": "out", "output_dir": "out", "out_dir": "out",
+    "pretrained": "init", "weights": "init", "checkpoint": "init", "strict": "strict_data", "amp": "precision",
+    "dtype": "precision", "camera": "anchor_camera", "anchor": "anchor_camera", "save_every": "checkpoint_every",
+    "ckpt_every": "checkpoint_every", "eval_every": "log_every", "augmentation": "augment", "aug": "augment",
+}  # fmt: skip
+
+
 def _coerced(cls: type, values: dict[str, Any], where: str) -> dict[str, Any]:
     """``values`` checked against the fields of dataclass ``cls`` and coerced to their types."""
     hints = typing.get_type_hints(cls)
     names = _field_names(cls)
     out = {}
     for key, value in values.items():
-        k = key.replace("-", "_")
+        k = str(key).replace("-", "_")
         if k not in names:
-            raise UnknownNameError(f"config key{' in ' + where if where else ''}", key, names)
+            raise UnknownNameError(f"config key{' in ' + where if where else ''}", key, names, aliases=KEY_ALIASES)
         out[k] = value if k in ("objectives", "augment", "backbone_kwargs") else _coerce(
             hints[k], value, f"{where + '.' if where else ''}{k}"
         )
