@@ -11,6 +11,10 @@ as ``target``. :meth:`SSLModel.update_targets` steps every EMA of the model
 after each optimizer step; the copies are part of ``state_dict()``, so
 checkpoints hold them. Their parameters never require gradient: the optimizer
 and DDP's gradient reduction leave them alone.
+
+The backbone is checked first (``ssltk.backbones.validate_backbone``: its
+attributes, and one ``save_pretrained`` into a temporary folder), so a family
+that cannot write its bundle fails before step 0 instead of after training.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ssltk.backbones import validate_backbone
 from ssltk.batch import Batch, normalize, select, select_embeddings
 from ssltk.ema import EMA
 from ssltk.errors import UsageError
@@ -39,6 +44,7 @@ class SSLModel(nn.Module):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
+        validate_backbone(backbone)  # a broken save_pretrained fails here, not after training
         self.backbone = backbone
         self.objectives = nn.ModuleDict(objectives)
         self.weights = dict(weights)
