@@ -7,7 +7,7 @@
       config.json         timm config: timm.create_model("local-dir:OUT", pretrained=True) works without ssltk
       heads.safetensors   projection heads, keys "<objective>.<param>"
       ssltk.json          manifest (written last: a folder without a valid one is incomplete)
-      train_state/        resumable state (ssltk.checkpoint), not part of the bundle's hashes
+      train_state/        resumable state (ssltk.checkpoint); its hashes are recorded under "train_state"
 
 Every file is written under a temporary name and moved into place with
 ``os.replace``; ``ssltk.json`` is removed first and written last, so a crash
@@ -28,7 +28,7 @@ from typing import Any, Iterable
 from torch import nn
 
 from ssltk.fileio import sha256_file
-from ssltk.checkpoint import TRAIN_STATE_DIR, find_train_state, read_train_state_info
+from ssltk.checkpoint import TRAIN_STATE_DIR, find_train_state, read_train_state_info, train_state_digest, verify_train_state
 from ssltk.errors import SsltkError, UsageError
 
 __all__ = [
@@ -54,7 +54,7 @@ MANIFEST_NAME = "ssltk.json"
 WEIGHTS, CONFIG, HEADS = "model.safetensors", "config.json", "heads.safetensors"
 REQUIRED_FILES = (WEIGHTS, CONFIG, HEADS)
 # Keys write_bundle fills itself; values the caller passes for them are replaced.
-WRITER_KEYS = ("format", "format_version", "created", "versions", "backbone", "input", "heads", "files")
+WRITER_KEYS = ("format", "format_version", "created", "versions", "backbone", "input", "heads", "files", "train_state")
 _INT_KEYS = ("seed", "steps", "world_size", "global_batch")
 _DICT_KEYS = ("views", "data", "final_metrics", "config", "plugins", "plugin_metadata")
 
@@ -267,6 +267,9 @@ def write_bundle(
             **body,
             "files": files,
         }
+        digest = train_state_digest(out / TRAIN_STATE_DIR)  # lets `bundle verify` check the state too
+        if digest is not None:
+            full["train_state"] = digest
         _move_into_place(stage, out, names, full)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -452,8 +455,10 @@ def verify_bundle(path: str | Path) -> list[str]:
     """Problems with the bundle at ``path`` (empty list = ok).
 
     Checks the manifest's structure, that every listed file exists with its
-    sha256, and that the weights load into their architecture with no missing
-    or unexpected keys. Raises UsageError if ``path`` is not a bundle at all.
+    sha256, that the weights load into their architecture with no missing
+    or unexpected keys, and that ``train_state/`` matches the hashes recorded
+    for it (its own ``state.json`` only, when the bundle recorded none).
+    Raises UsageError if ``path`` is not a bundle at all.
     """
     path = Path(path)
     manifest = read_manifest(path)
@@ -465,6 +470,8 @@ def verify_bundle(path: str | Path) -> list[str]:
         problems += _check_backbone_weights(path, manifest)
     if (path / HEADS).is_file():
         problems += _check_heads(path, manifest)
+    if find_train_state(path / TRAIN_STATE_DIR) is not None or manifest.get("train_state"):
+        problems += verify_train_state(path / TRAIN_STATE_DIR, manifest.get("train_state"))
     return problems
 
 

@@ -11,7 +11,14 @@ last, with a sha256 per file), then swapped in with two renames
 (``train_state`` -> ``train_state.old-<pid>``, tmp -> ``train_state``). A crash
 before the swap leaves the previous state in place; a crash between the two
 renames leaves it under ``train_state.old-<pid>``, which
-:func:`find_train_state` falls back to.
+:func:`find_train_state` falls back to. A ``train_state.tmp-*`` left by a crash
+mid-write is removed by the next save (and by ``pretrain`` when it starts).
+
+Loading checks each file's sha256 against ``state.json`` and loads it with
+``weights_only=True``; a file that holds anything but plain tensors and
+containers (a pickle payload) is refused with one line, never run.
+:func:`train_state_digest` is what a bundle records so that ``ssltk bundle
+verify`` can tell a train state that was changed after the bundle was written.
 
 Layout::
 
@@ -37,7 +44,7 @@ import torch
 from torch import nn
 
 from ssltk.fileio import sha256_file
-from ssltk.errors import UsageError
+from ssltk.errors import UsageError, one_line
 
 __all__ = [
     "TRAIN_STATE_DIR",
@@ -49,6 +56,8 @@ __all__ = [
     "read_train_state_info",
     "save_train_state",
     "set_rng_state",
+    "train_state_digest",
+    "verify_train_state",
 ]
 
 TRAIN_STATE_DIR = "train_state"
@@ -140,7 +149,8 @@ def save_train_state(
     except (TypeError, ValueError) as exc:
         raise UsageError(f"train-state extra must be JSON-serialisable: {exc}") from None
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in final.parent.glob(f"{final.name}.tmp-*"):  # ours from a failed save, or a crashed run's
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     try:
         payload: dict[str, Any] = {"modules.pt": {name: _state_dict_cpu(m) for name, m in modules.items()}}
@@ -216,9 +226,17 @@ def _load(path: Path, name: str, info: dict[str, Any], map_location: Any) -> Any
     file = path / name
     if name not in info["files"]:
         raise UsageError(f"training state {path} has no {name} (it was saved without it)")
+    if not file.is_file():
+        raise UsageError(f"training state {path} lacks {name}; it is incomplete")
     if sha256_file(file) != info["files"][name]:
-        raise UsageError(f"training state file {file} is corrupt (sha256 mismatch)")
-    return torch.load(file, map_location=map_location, weights_only=True)
+        raise UsageError(f"training state file {file} is corrupt (sha256 mismatch); it cannot be resumed")
+    try:
+        return torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - weights_only refuses pickled code; the payload never runs
+        raise UsageError(
+            f"training state file {file} holds more than plain tensors ({one_line(exc)[:160]}); "
+            f"refused without running it: it was not written by ssltk"
+        ) from None
 
 
 def load_train_state(
@@ -256,3 +274,39 @@ def load_train_state(
     if rng and "rng.pt" in info["files"]:
         set_rng_state(_load(path, "rng.pt", info, "cpu"))
     return int(info["step"]), info.get("extra", {})
+
+
+def train_state_digest(directory: str | Path) -> dict[str, Any] | None:
+    """``{"step", "state_json": sha256, "files": {name: sha256}}`` of the usable state, or None if there is none."""
+    path = find_train_state(directory)
+    if path is None:
+        return None
+    info = json.loads((path / _INFO).read_text())
+    return {"step": int(info.get("step", 0)), "state_json": sha256_file(path / _INFO),
+            "files": dict(info.get("files", {}))}  # fmt: skip
+
+
+def verify_train_state(directory: str | Path, recorded: dict[str, Any] | None) -> list[str]:
+    """Problems with the train state under ``directory``: files that differ from ``state.json`` or from ``recorded``.
+
+    ``recorded`` is what :func:`train_state_digest` returned when the bundle was written
+    (None: the bundle recorded nothing, so only the state's own hashes are checked).
+    """
+    path = find_train_state(directory)
+    if path is None:
+        return [f"{directory}: no complete training state (missing or unfinished {_INFO})"]
+    problems = []
+    try:
+        info = json.loads((path / _INFO).read_text())
+        files = dict(info["files"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{path / _INFO}: unreadable ({one_line(exc)})"]
+    if recorded is not None and sha256_file(path / _INFO) != recorded.get("state_json"):
+        problems.append(f"{path / _INFO}: sha256 differs from the one the bundle recorded (changed after the bundle was written)")
+    for name, digest in files.items():
+        file = path / name
+        if not file.is_file():
+            problems.append(f"{file}: missing")
+        elif sha256_file(file) != digest or (recorded is not None and recorded.get("files", {}).get(name) != digest):
+            problems.append(f"{file}: sha256 mismatch")
+    return problems

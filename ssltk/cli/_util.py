@@ -69,7 +69,10 @@ def describe_failure(exc: BaseException) -> tuple[str, int]:
     ``SsltkError``: its message and ``exit_code`` (2 = bad input, 1 = runtime).
     ``OSError`` (a read-only or full disk, a permission): what failed and on which path, exit 1.
     Anything else is a bug or a plugin's fault: its type and first line, exit 1.
+    An exception that carries ``ssltk_failure`` (an SsltkError that ``pretrain`` attached,
+    naming the plugin and what was kept) is described by that error instead.
     """
+    exc = getattr(exc, "ssltk_failure", None) or exc
     if isinstance(exc, SsltkError):
         return str(exc).strip() or type(exc).__name__, exc.exit_code
     if isinstance(exc, OSError):
@@ -98,7 +101,9 @@ def friendly(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            if getattr(exc, "ssltk_failure", None) is not None:  # what a training run kept
+                raise typer.Exit(report_failure(exc)) from None
             raise fail("interrupted", 130) from None
         except Exception as exc:  # noqa: BLE001 - every failure ends in one line
             raise typer.Exit(report_failure(exc)) from None

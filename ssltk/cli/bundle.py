@@ -62,6 +62,22 @@ def _summary_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def verify_summary(path: Path, m: dict[str, Any]) -> str:
+    """The line ``bundle verify`` prints for a bundle without problems."""
+    from ssltk.checkpoint import TRAIN_STATE_DIR, find_train_state
+
+    files = m["files"]
+    total = sum(e.get("bytes") or 0 for e in files.values())
+    line = (f"ok: {len(files)} files ({_size(total)}) match their sha256; "
+            f"backbone {m['backbone']['name']} loads with 0 missing / 0 unexpected keys; "
+            f"{len(m.get('heads') or {})} head(s)")  # fmt: skip
+    if m.get("train_state"):
+        line += f"; train state (step {m['train_state'].get('step')}) matches the hashes the bundle recorded"
+    elif find_train_state(path / TRAIN_STATE_DIR) is not None:
+        line += "; train state unverified: this bundle recorded no hashes for it (only its own state.json was checked)"
+    return line
+
+
 def register(app: typer.Typer, state: AppState) -> None:
     """Add the ``bundle`` group to ``app``."""
     bundle_app = typer.Typer(
@@ -97,14 +113,6 @@ def register(app: typer.Typer, state: AppState) -> None:
             for problem in problems:
                 err_console.print(f"  - {problem}", soft_wrap=True)
             raise typer.Exit(1)
-        m = read_manifest(path)
-        files = m["files"]
-        total = sum(e.get("bytes") or 0 for e in files.values())
-        console.print(
-            f"ok: {len(files)} files ({_size(total)}) match their sha256; "
-            f"backbone {m['backbone']['name']} loads with 0 missing / 0 unexpected keys; "
-            f"{len(m.get('heads') or {})} head(s)",
-            soft_wrap=True,
-        )
+        console.print(verify_summary(path, read_manifest(path)), soft_wrap=True)
 
     app.add_typer(bundle_app, name="bundle")

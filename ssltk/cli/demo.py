@@ -24,17 +24,14 @@ def register(app: typer.Typer, state: AppState) -> None:
         probe: bool = typer.Option(True, "--probe/--no-probe", help="Probe the bundle after training."),
     ) -> None:
         """Pretrain on built-in synthetic driving episodes, then probe what the backbone learned."""
-        import yaml
 
         from ssltk.bundle import check_out_dir
-        from ssltk.cli.pretrain import RUN_CONFIG, resolve_config, run_pretrain, summary_panel
+        from ssltk.cli.pretrain import resolve_config, run_pretrain, summary_panel
 
         cfg = resolve_config(demo_config_path(), None, None, {"out": out, "steps": steps})
         check_out_dir(Path(cfg.out), True)  # a clear error if --out is a file
         console.print(f"[bold]ssltk demo[/]: {cfg.steps} steps of {', '.join(s.name for s in cfg.objectives)} "
                       f"on {cfg.backbone} at {cfg.image_size}px, built-in synthetic episodes")
-        Path(cfg.out).mkdir(parents=True, exist_ok=True)
-        (Path(cfg.out) / RUN_CONFIG).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         result = run_pretrain(cfg, state.registry, resume=False, overwrite=True)
         console.print(summary_panel(result))
         if probe:

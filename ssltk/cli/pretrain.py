@@ -18,7 +18,7 @@ from ssltk.errors import UsageError
 if TYPE_CHECKING:  # the config module imports torch: loaded when a command runs, not for --help
     from ssltk.train.config import TrainConfig
 
-RUN_CONFIG = "run_config.yaml"
+RUN_CONFIG = "run_config.yaml"  # written by ssltk.train.loop.pretrain once every check has passed
 
 
 def resolve_config(
@@ -45,7 +45,7 @@ def resolve_config(
 
 
 def run_pretrain(cfg: TrainConfig, registry, *, resume: bool, overwrite: bool, show_progress: bool = True):
-    """Run with a rich progress bar; write ``run_config.yaml`` next to the bundle first."""
+    """Run with a rich progress bar (``pretrain`` writes ``run_config.yaml`` next to the bundle)."""
     from ssltk.train.loop import pretrain
 
     columns = [
@@ -135,9 +135,7 @@ def register(app: typer.Typer, state: AppState) -> None:
                                  "(--device, --precision, --num-workers, --compile, --tensorboard) may change")
             runtime = {"steps": steps, "out": str(resume), "device": device, "precision": precision,
                        "num_workers": num_workers, "compile": compile_model, "tensorboard": tensorboard}
-            cfg = resolve_config(saved, None, None, runtime)
-            if main_rank:  # a later --resume without --steps continues to the new length
-                (resume / RUN_CONFIG).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            cfg = resolve_config(saved, None, None, runtime)  # pretrain() saves it: a later --resume keeps --steps
         else:
             cfg = resolve_config(config, objective, sets, overrides)
         registry = state.registry
@@ -150,12 +148,6 @@ def register(app: typer.Typer, state: AppState) -> None:
         if dry_run:
             console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="", markup=False)
             return
-        if resume is None and main_rank:
-            from ssltk.bundle import check_out_dir
-
-            check_out_dir(Path(cfg.out), overwrite)
-            Path(cfg.out).mkdir(parents=True, exist_ok=True)
-            (Path(cfg.out) / RUN_CONFIG).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         result = run_pretrain(cfg, registry, resume=resume is not None, overwrite=overwrite, show_progress=main_rank)
         if main_rank:
             console.print(summary_panel(result))

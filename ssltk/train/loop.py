@@ -20,16 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from ssltk.data.pipeline import DataInfo, build_loader, probe_data
 from ssltk.data.sampling import check_plan_fits
-from ssltk.errors import SsltkError, UsageError
+from ssltk.errors import SsltkError, UsageError, one_line
 from ssltk.registry import Registry
 from ssltk.train.config import TrainConfig
+from ssltk.train.failures import (
+    TrainingFailed, check_writable, culprit, kept_line, remove_run_files, remove_staging, run_failure, suspects_of,
+)
 from ssltk.train.metrics import MetricsLog, plot_loss_curve
 from ssltk.train.model import SSLModel
 from ssltk.train.runtime import Runtime, is_conv_net, make_runtime, on_main_then_sync, seed_everything, set_cpu_threads
 from ssltk.views import ViewPlan
+
+
+RUN_CONFIG = "run_config.yaml"  # the resolved config, next to the bundle (what --resume reads)
 
 
 class TrainingDiverged(SsltkError):
@@ -132,10 +139,11 @@ def _fingerprint(batch) -> str:
     return hashlib.sha1(ids).hexdigest()[:16]
 
 
-def _scalar_metrics(outputs) -> dict[str, float]:
+def _scalar_metrics(outputs, losses: dict[str, float]) -> dict[str, float]:
+    """Per-objective losses (``losses``: averaged over micro-batches, and over ranks under DDP) and rank 0's metrics."""
     row: dict[str, float] = {}
     for name, out in outputs.items():
-        row[f"loss/{name}"] = float(out.loss.detach())
+        row[f"loss/{name}"] = losses[name]
         for k, v in out.metrics.items():
             row[f"{name}/{k}"] = float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
     return row
@@ -149,21 +157,28 @@ def pretrain(
     overwrite: bool = False,
     progress: Any = None,
 ) -> RunResult:
-    """Train ``cfg`` and write the bundle into ``cfg.out``; ``progress`` is a callback ``(step, total, row)``."""
+    """Train ``cfg`` and write the bundle into ``cfg.out``; ``progress`` is a callback ``(step, total, row)``.
+
+    Nothing is written to ``cfg.out`` before every check that can fail before training has
+    passed (names, the folder, the data, ``--init``, the view plan, the resumed state). A run
+    that fails later leaves its last checkpoint (the error says how to resume) or nothing.
+    """
     from ssltk.bundle import check_out_dir
-    from ssltk.checkpoint import load_train_state, save_train_state
+    from ssltk.checkpoint import find_train_state, load_train_state, save_train_state
 
     registry = registry if registry is not None else Registry()
     for spec in cfg.objectives:  # fail on names before touching data or devices
         registry.objective(spec.name)
     registry.backbone(cfg.backbone)
+    run_config = cfg.to_dict()  # as given (data None = the built-in episodes), for run_config.yaml
     out = Path(cfg.out)
     state_dir = out / "train_state"
     if resume:
-        if not state_dir.exists():
-            raise UsageError(f"--resume: {out} has no train_state/ to resume from")
+        if find_train_state(state_dir) is None:
+            raise UsageError(f"--resume: {out} has no complete train_state/ to resume from")
     else:
         check_out_dir(out, overwrite)
+    check_writable(out)
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
     if rt.device.type == "cpu":
         set_cpu_threads(cfg.threads)
@@ -172,7 +187,14 @@ def pretrain(
 
         cfg.data = str(default_synthetic_shards("train"))
     data = probe_data(cfg.data, strict=cfg.strict_data)
-    model, plan = build_run(cfg, registry, rt, data)
+    try:
+        model, plan = build_run(cfg, registry, rt, data)
+    except Exception as exc:  # a plugin's create/from_options/views raised: name it (nothing written yet)
+        who = None if isinstance(exc, SsltkError) else culprit(exc, suspects_of(registry, cfg))
+        if who is None:
+            raise
+        exc.ssltk_failure = TrainingFailed(f"{who.describe()} failed while building the run: {one_line(exc)}")
+        raise
     optimizer, scheduler = make_optimizer(model, cfg)
 
     step, skipped = 0, {}
@@ -187,9 +209,39 @@ def pretrain(
         skipped = dict(extra.get("skipped", {}))
     else:
         seed_everything(cfg.seed)
-    if rt.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    log = MetricsLog(out, resume_step=step if resume else None, tensorboard=cfg.tensorboard) if rt.is_main else None
+    # Every check passed: from here on the run writes into `out`.
+    state = {"step": step, "checkpoint": step if resume else None}  # the last checkpoint this run can resume from
+    created_dir = not out.exists()
+    try:
+        if rt.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            remove_staging(out)  # left by a run killed mid-write
+            (out / RUN_CONFIG).write_text(yaml.safe_dump(run_config, sort_keys=False))
+        log = MetricsLog(out, resume_step=step if resume else None, tensorboard=cfg.tensorboard) if rt.is_main else None
+        return _train(cfg, registry, rt, data, model, plan, optimizer, scheduler, log, skipped, state, progress)
+    except BaseException as exc:
+        if not rt.is_main or isinstance(exc, (SystemExit, GeneratorExit)):
+            raise
+        if state["checkpoint"] is None:  # nothing resumable: leave nothing behind
+            remove_run_files(out, created_dir)
+        where = f"at step {state['step'] + 1}" if state["step"] < cfg.steps else "while writing the bundle"
+        err = run_failure(exc, where=where, suspects=suspects_of(registry, cfg, model), out=out,
+                          checkpoint_step=state["checkpoint"])
+        if err is not exc:  # the CLI prints this line; Python callers still get the original exception
+            exc.ssltk_failure = err
+        raise
+
+
+def _train(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo, model: SSLModel, plan: ViewPlan,
+           optimizer, scheduler, log: MetricsLog | None, skipped: dict[str, int], state: dict[str, Any],
+           progress: Any) -> RunResult:
+    """The training loop and the bundle; ``state`` tracks the step and the last checkpoint for error messages."""
+    from ssltk.checkpoint import save_train_state
+    from ssltk.data.badness import mark_warned
+
+    out = Path(cfg.out)
+    state_dir = out / "train_state"
+    step = state["step"]
 
     train_model: torch.nn.Module = model
     if cfg.compile:  # compile before the DDP wrap, as timm's train.py does
@@ -215,7 +267,7 @@ def pretrain(
         while step < chunk_end:
             t0 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            total_loss, outputs = 0.0, {}
+            total_loss, outputs, losses = 0.0, {}, {}
             for m in range(micro):
                 batch = to_device(next(batches), rt.device)
                 if fingerprint is None:
@@ -236,13 +288,16 @@ def pretrain(
                         if not math.isfinite(v):
                             raise TrainingDiverged(
                                 f"objective {name!r} gave a non-finite loss ({v}) at step {step + 1}; "
-                                f"the last good checkpoint is kept in {state_dir}; try a lower --lr"
+                                f"{kept_line(out, state['checkpoint'])}; try a lower --lr"
                             )
                     (loss / micro).backward()
                 total_loss += sum(model.weights[n] * v for n, v in zip(outputs, values)) / micro
+                for n, v in zip(outputs, values):
+                    losses[n] = losses.get(n, 0.0) + v / micro
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
+            state["step"] = step
             scheduler.step_update(step)
             # EMA targets follow the weights just stepped (identical on every rank: no communication).
             momenta = model.update_targets(step, cfg.steps)
@@ -259,7 +314,7 @@ def pretrain(
                     "lr": optimizer.param_groups[0]["lr"],
                     "grad_norm": float(grad_norm),
                     "samples_per_s": sum(a for a, _ in recent) / max(1e-9, sum(b for _, b in recent)),
-                    **_scalar_metrics(outputs),
+                    **_scalar_metrics(outputs, losses),
                     **{f"{t}/ema_momentum": momenta[f"targets.{t}"] for t in model.targets},
                     **{f"skipped/{k}": v for k, v in skipped.items()},
                 }
@@ -269,11 +324,13 @@ def pretrain(
                 progress(step, cfg.steps, last_row)
         batches = None  # release this chunk's workers; the next chunk starts a reseeded stream
         loader.close()
+        mark_warned(k for k, v in skipped.items() if v)  # the next chunk's workers warn only about new kinds
         # checkpoint at every chunk boundary and at the end (rank 0 writes; a failure stops every rank)
         on_main_then_sync(rt, f"saving the checkpoint at step {step}", lambda: save_train_state(
             state_dir, step=step, modules={"model": model}, optimizer=optimizer, scheduler=scheduler,
             extra={"skipped": skipped},
         ))  # fmt: skip
+        state["checkpoint"] = step
 
     elapsed = max(1e-9, time.perf_counter() - t_start)
     fingerprints = [fingerprint]
@@ -285,6 +342,8 @@ def pretrain(
         skipped = {k: sum(int(r.get(k, 0)) for r in per_rank) for k in skipped}
     result = RunResult(out, step, {k: v for k, v in last_row.items() if k.startswith("loss")}, skipped,
                        samples_seen / elapsed, plan.describe(), fingerprints)
+
+    state["step"] = cfg.steps  # training done: a failure from here on is the bundle's
 
     def finish() -> None:
         log.close()
