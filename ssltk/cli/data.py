@@ -158,10 +158,15 @@ def _inspect_cmd(
     sheet_stride: Optional[int] = typer.Option(None, "--sheet-stride", help="Show every N-th timestep (1 = consecutive) instead of spreading columns."),
     sheet_cameras: Optional[str] = typer.Option(None, "--sheet-cameras", help="Comma-separated cameras to show (default all)."),
 ) -> None:
-    """Summarise a shard set: episodes, segments, cameras, missing frames, sizes, ego fields."""
-    from ssltk.data.inspect import inspect_shards, summary_rows
+    """Summarise a shard set: episodes, segments, cameras, missing frames, sizes, ego fields; name damaged shards (exit 1)."""
+    from ssltk.data.inspect import damage_lines, inspect_shards, summary_rows
 
     info = inspect_shards(spec)
+    if not info["segments"]:  # nothing readable
+        if as_json:
+            print_json(info)
+        _print_damage(info, damage_lines(info), readable=False)
+        raise typer.Exit(1)
     if sheet is not None:
         from ssltk.data.sheet import contact_sheet
 
@@ -170,10 +175,23 @@ def _inspect_cmd(
         info["sheet"] = str(sheet)
     if as_json:
         print_json(info)
-        return
-    print_key_values(f"shards: {spec}", summary_rows(info))
-    if sheet is not None:
-        console.print(f"contact sheet: {sheet}")
+    else:
+        print_key_values(f"shards: {spec}", summary_rows(info))
+        if sheet is not None:
+            console.print(f"contact sheet: {sheet}")
+    if info["damaged"]:
+        _print_damage(info, damage_lines(info), readable=True)
+        raise typer.Exit(1)
+
+
+def _print_damage(info: dict, lines: list[str], readable: bool) -> None:
+    """The damage report on stderr: a headline, then one line per damaged shard or sample."""
+    n, kinds = info["damaged_shards"], ", ".join(f"{k} {v}" for k, v in info["damage_kinds"].items())
+    tail = "the summary counts what is readable" if readable else "nothing in them is readable"
+    err_console.print(f"[bold red]damaged:[/] {n} of {info['shards']} shard(s) ({kinds}); {tail}",
+                      soft_wrap=True, highlight=False)  # fmt: skip
+    for line in lines:
+        err_console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
 
 
 def _default_cmd(

@@ -19,7 +19,7 @@ BACKGROUND, INK, MISSING = (24, 24, 28), (230, 230, 230), (70, 70, 76)
 def _pick(paths: list[str], episodes: int, columns: int, stride: int | None, start: int):
     """Episodes to show (first ``episodes`` in shard order), their cameras/fps and the timesteps of each column."""
     chosen: dict[str, dict] = {}
-    for _, meta, _ in iter_metas(paths):
+    for _, meta, _ in iter_metas(paths, []):  # damaged shards are reported by inspect_shards
         if meta.episode not in chosen and len(chosen) >= episodes:
             continue
         ep = chosen.setdefault(meta.episode, {"cameras": list(meta.cameras), "length": 0, "times": {}})
@@ -45,7 +45,7 @@ def _collect(paths: list[str], chosen: dict) -> dict[tuple[str, int, str], bytes
     found: dict[tuple[str, int, str], bytes] = {}
     starts: dict[str, int] = {}  # sample key -> segment start
     for url in paths:
-        for name, _, data in iter_members(url, lambda n: n.endswith(".json") or _is_image(n)):
+        for name, _, data in iter_members(url, lambda n: n.endswith(".json") or _is_image(n), []):
             key, _, field = name.partition(".")
             episode, _, seg = key.rpartition("/")
             if episode not in chosen or not seg.startswith("s"):
