@@ -139,6 +139,9 @@ def test_torchrun_two_ranks_odd_shards_two_workers_finishes_with_one_bundle(tmp_
 
     assert verify_bundle(out) == []
     assert not list(out.glob(".ssltk-write-*")) and not list(out.glob("*.tmp*"))
+    # one objective of weight 1: the logged loss and its per-objective loss are the same all-reduced number
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(abs(r["loss"] - r["loss/temporal-infonce"]) < 1e-6 for r in rows), rows
 
 
 def _failing_main_worker(rank: int, world: int, port: int, out: str) -> None:
