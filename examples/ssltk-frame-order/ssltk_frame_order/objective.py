@@ -91,7 +91,7 @@ class FrameOrder(ssltk.Objective):
         loss = F.binary_cross_entropy_with_logits(logits, in_order)
         with torch.no_grad():
             accuracy = ((logits > 0) == (~swap)).float().mean()
-        return ssltk.LossOutput(loss, {"accuracy": accuracy, "pairs": int(swap.numel())})
+        return ssltk.LossOutput(loss, {"accuracy": float(accuracy), "pairs": float(swap.numel())})  # floats
 
     def forward(self, emb: torch.Tensor, batch: ssltk.Batch) -> ssltk.LossOutput:
         if emb.dim() != 4 or emb.shape[1] != 2:
@@ -101,7 +101,7 @@ class FrameOrder(ssltk.Objective):
         if not bool(valid.any()):
             # Nothing to learn from: a zero loss that still reaches every parameter.
             zero = sum(p.sum() for p in self.parameters()) * 0.0
-            return ssltk.LossOutput(zero, {"accuracy": float("nan"), "pairs": 0})
+            return ssltk.LossOutput(zero, {"accuracy": float("nan"), "pairs": 0.0})
         # Boolean indexing keeps invalid entries (zeros, or garbage) out of the graph.
         earlier, later = emb[:, 0][valid], emb[:, 1][valid]  # [N, D]
         swap = torch.rand(earlier.shape[0], device=emb.device) < self.options.swap_prob
