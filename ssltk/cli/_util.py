@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -76,9 +77,10 @@ def describe_failure(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, SsltkError):
         return str(exc).strip() or type(exc).__name__, exc.exit_code
     if isinstance(exc, OSError):
-        where = f": {exc.filename}" if exc.filename else ""
+        name = str(exc.filename or "")
+        where = f": {name if len(name) <= 200 else name[:180] + '...'}" if name else ""
         what = exc.strerror or one_line(exc)
-        return f"{what}{where}", 1
+        return f"{what}{where}", 2 if exc.errno == errno.ENAMETOOLONG else 1  # a too-long name is bad input
     hint = "" if debug_enabled() else f" (rerun with --debug or {DEBUG_ENV}=1 for the traceback)"
     return f"unexpected {one_line(exc)}{hint}", 1
 

@@ -237,8 +237,11 @@ def validate(cfg: TrainConfig) -> None:
     """Range checks that need no plugins or data."""
     checks = [
         (cfg.steps >= 1, "steps must be >= 1"),
+        (cfg.steps <= 10**9, f"steps {cfg.steps} is more than 10^9; pass a number of optimizer steps"),
         (cfg.batch_size >= 2, f"batch_size {cfg.batch_size} is too small: contrastive objectives need negatives (use >= 8)"),
         (cfg.image_size >= 16, "image_size must be >= 16"),
+        (cfg.image_size <= 4096, f"image_size {cfg.image_size} is too large (at most 4096)"),
+        (cfg.num_workers <= 256, f"num_workers {cfg.num_workers} is too many (at most 256)"),
         (cfg.lr > 0, "lr must be positive"),
         (cfg.accum_steps >= 1, "accum_steps must be >= 1"),
         (cfg.warmup_steps >= 0, "warmup_steps must be >= 0"),

@@ -39,17 +39,38 @@ class Interrupted(SsltkError):
     exit_code = 130
 
 
+def short(value: object, n: int = 120) -> str:
+    """``value`` as text, cut to ``n`` characters for a one-line message."""
+    text = str(value)
+    return text if len(text) <= n else f"{text[: n - 20]}...({len(text)} characters)"
+
+
+def check_local_path(option: str, value: str | None) -> None:
+    """UsageError for a path the OS refuses outright (a name too long, a NUL byte); a missing one is the caller's."""
+    if value is None:
+        return
+    try:
+        os.stat(value)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"{option} {short(value)}: {why}") from None
+
+
 def check_writable(out: Path) -> None:
     """UsageError now (before any work) if ``out`` cannot be created or written."""
+    check_local_path("--out", str(out))
     probe = out
     while not probe.exists():
         if probe.parent == probe:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise UsageError(f"--out {out}: {probe} is a file, not a folder; choose another --out")
+        raise UsageError(f"--out {short(out)}: {short(probe)} is a file, not a folder; choose another --out")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: cannot write in {probe} (read-only or no permission); choose another --out")
+        raise UsageError(f"--out {short(out)}: cannot write in {short(probe)} (read-only or no permission); "
+                         f"choose another --out")
 
 
 def remove_staging(out: Path) -> list[Path]:

@@ -28,8 +28,9 @@ from ssltk.errors import SsltkError, UsageError, one_line
 from ssltk.registry import Registry
 from ssltk.train.config import TrainConfig
 from ssltk.train.failures import (
-    TrainingFailed, check_writable, culprit, kept_line, remove_run_files, remove_staging, run_failure, suspects_of,
-)
+    TrainingFailed, check_local_path, check_writable, culprit, kept_line, remove_run_files, remove_staging,
+    run_failure, suspects_of,
+)  # fmt: skip
 from ssltk.train.metrics import MetricsLog, plot_loss_curve
 from ssltk.train.model import SSLModel
 from ssltk.train.runtime import Runtime, is_conv_net, make_runtime, on_main_then_sync, seed_everything, set_cpu_threads
@@ -179,6 +180,8 @@ def pretrain(
     else:
         check_out_dir(out, overwrite)
     check_writable(out)
+    check_local_path("--init", cfg.init)
+    check_local_path("--data", cfg.data)
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
     if rt.device.type == "cpu":
         set_cpu_threads(cfg.threads)
