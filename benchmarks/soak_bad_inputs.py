@@ -216,6 +216,8 @@ def main() -> None:
     commands = ["pretrain"] * 5 + ["data inspect", "data synth", "data pack", "bundle inspect", "bundle verify",
                                    "list-plugins"]
     base = Path(tempfile.mkdtemp(prefix="ssltk-soak-"))
+    here = Path.cwd()
+    os.chdir(base)  # a relative bad path ("a,b,,c", "-") lands in the soak folder, never in the caller's
     shards, bundle = prepare(base / "fixtures")
     sub = set(rng.sample(range(opts.cases), min(opts.subprocess, opts.cases)))
     counts = {"cases": 0, "tracebacks": 0, "leftovers": 0, "multi_line_errors": 0, "bad_exit_codes": 0,
@@ -247,7 +249,10 @@ def main() -> None:
         if code in (1, 2) and len(error_lines) > 2 and command != "data inspect":  # inspect lists each damaged shard
             counts["multi_line_errors"] += 1
             found.append(f"{len(error_lines)} stderr lines")
-        stale = [str(p.relative_to(root)) for pattern in STAGING for p in root.rglob(pattern)]
+        stale = [str(p.relative_to(base)) for pattern in STAGING for p in base.rglob(pattern)]
+        strays = [p for p in base.iterdir() if p.name not in ("fixtures", root.name)]
+        if code != 0 and strays:  # a failed case that wrote somewhere relative
+            stale += [f"{p.name}/" for p in strays]
         if code != 0 and out is not None and out.exists() and "timeout" not in found:
             stale.append(f"{out.name}/ ({len(list(out.rglob('*')))} entries)")
         if stale:
@@ -260,7 +265,9 @@ def main() -> None:
         if opts.verbose or found:
             print(f"[{i:3d}] exit {code} {' '.join(a[:30] for a in args)[:150]}\n      {line}"
                   + (f"\n      PROBLEM: {found}" if found else ""), flush=True)
-        shutil.rmtree(root, ignore_errors=True)
+        for p in [root, *strays]:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    os.chdir(here)
     counts["seconds"] = round(time.perf_counter() - t0, 1)
     shutil.rmtree(base, ignore_errors=True)
     print(json.dumps(counts, indent=2))
