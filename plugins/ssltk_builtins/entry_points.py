@@ -45,3 +45,4 @@ temporal_infonce = BuiltinObjective("temporal-infonce", "ssltk_builtins.temporal
 multi_camera = BuiltinObjective("multi-camera", "ssltk_builtins.multi_camera", "MultiCamera")
 multi_positive = BuiltinObjective("multi-positive", "ssltk_builtins.multi_positive", "MultiPositive")
 future_prediction = BuiltinObjective("future-prediction", "ssltk_builtins.future_prediction", "FuturePrediction")
+layout_prediction = BuiltinObjective("layout-prediction", "ssltk_builtins.layout_prediction", "LayoutPrediction")

@@ -1,0 +1,137 @@
+"""Objective ``layout-prediction``: decode a coarse thumbnail of a frame from the embedding.
+
+Contrastive objectives are free to throw away *where* things are in the image:
+an embedding that tells episodes or instants apart needs no lane position, and
+global average pooling makes that the easy way. This objective asks the pooled
+embedding of frame ``t`` to predict a ``side × side`` thumbnail (area-downsampled,
+per-channel standardised pixels) of frame ``t`` itself (``dt = 0``) or of the
+frame ``Δt`` later of the same camera (``dt`` a range in frames). The future
+version can only be solved by knowing how the image will move: how the car
+turns and where it sits in its lane. The decoder is linear by default
+(``hidden_dim = 0``), so whatever layout it needs is *linearly* readable from
+the embedding, which is what a linear probe or a small policy head sees.
+
+In the spirit of autoencoding and pixel-space future prediction (e.g. MAE's
+pixel targets, He et al., CVPR 2022; video prediction as pretraining), kept to
+a thumbnail so that it costs one small matrix product per frame. Meant to be
+composed with a contrastive objective, e.g. ``-o temporal-infonce -o
+layout-prediction=1``. See ``docs/objectives/layout-prediction.md``.
+
+This module uses only the public ``ssltk`` API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ssltk
+
+__all__ = ["LayoutPrediction", "thumbnails"]
+
+# Fixed per-channel standardisation of [0, 1] pixels (the targets' scale does not depend on the batch).
+PIXEL_MEAN = 0.45
+PIXEL_STD = 0.25
+PER_IMAGE_EPS = 0.02  # added to a thumbnail channel's std (a flat channel stays near 0, not noise blown up)
+
+
+def thumbnails(frames: torch.Tensor, side: int, gray: bool = False, per_image: bool = False) -> torch.Tensor:
+    """``uint8 [..., C, H, W]`` frames -> standardised ``float [..., C', side, side]`` thumbnails (area mean).
+
+    ``per_image``: standardise each thumbnail channel by its own mean and std (MAE's normalised
+    pixels), which removes global colour and brightness and keeps the layout; otherwise a fixed
+    ``(x - 0.45) / 0.25``.
+    """
+    lead, (C, H, W) = frames.shape[:-3], frames.shape[-3:]
+    x = frames.reshape(-1, C, H, W).float() / 255.0
+    if gray:
+        x = x.mean(dim=1, keepdim=True)
+    x = F.adaptive_avg_pool2d(x, side)
+    if per_image:
+        mu = x.mean(dim=(-2, -1), keepdim=True)
+        sd = x.std(dim=(-2, -1), keepdim=True)
+        x = (x - mu) / (sd + PER_IMAGE_EPS)
+    else:
+        x = (x - PIXEL_MEAN) / PIXEL_STD
+    return x.reshape(*lead, x.shape[1], side, side)
+
+
+@dataclass
+class LayoutOptions:
+    """Options of ``layout-prediction``."""
+
+    dt: str = field(default="0", metadata={"help": "Δt of the predicted frame in frames ('0' = the frame itself, '2-6' = a future one)"})
+    side: int = field(default=16, metadata={"help": "thumbnail side in pixels (the target is side × side × channels)"})
+    gray: bool = field(default=False, metadata={"help": "predict a grey thumbnail instead of RGB"})
+    camera: str = field(default="anchor", metadata={"help": "'anchor', 'all' or comma-separated names; each camera predicts its own frame"})
+    hidden_dim: int = field(default=0, metadata={"help": "decoder hidden width (0 = a linear decoder)"})
+    normalize: str = field(default="image", metadata={"help": "target pixels: 'image' = each thumbnail standardised by its own mean/std, 'fixed' = (x-0.45)/0.25"})
+
+    def validate(self) -> None:
+        if str(self.dt).strip() not in ("0", ""):
+            delta = ssltk.DeltaRange.parse(self.dt)
+            if delta.unit != "frames":
+                raise ssltk.UsageError(f"layout-prediction.dt must be '0' or frames (e.g. 2-6), got {self.dt!r}")
+        if not 2 <= self.side <= 64:
+            raise ssltk.UsageError(f"layout-prediction.side must be 2..64 pixels, got {self.side}")
+        if self.hidden_dim < 0:
+            raise ssltk.UsageError(f"layout-prediction.hidden_dim must be >= 0, got {self.hidden_dim}")
+        _cameras(self.camera)
+        if self.normalize not in ("image", "fixed"):
+            raise ssltk.UsageError(f"layout-prediction.normalize must be 'image' or 'fixed', got {self.normalize!r}")
+
+
+def _cameras(text: str) -> str | tuple[str, ...]:
+    if text in ("anchor", "all"):
+        return text
+    names = tuple(c.strip() for c in str(text).split(",") if c.strip())
+    if not names:
+        raise ssltk.UsageError(f"camera must be 'anchor', 'all' or camera names, got {text!r}")
+    return names
+
+
+class LayoutPrediction(ssltk.Objective):
+    """Decode a coarse thumbnail of the frame (or of a future frame) from its embedding."""
+
+    name = "layout-prediction"
+    Options = LayoutOptions
+
+    def __init__(self, embed_dim: int, options: LayoutOptions | None = None) -> None:
+        super().__init__(embed_dim, options)
+        o = self.options
+        self.future = str(o.dt).strip() not in ("0", "")
+        channels = 1 if o.gray else 3
+        out = channels * o.side * o.side
+        inp = embed_dim + (1 if self.future else 0)  # the future version is told Δt (seconds)
+        if o.hidden_dim:
+            self.decoder: nn.Module = nn.Sequential(nn.Linear(inp, o.hidden_dim), nn.GELU(), nn.Linear(o.hidden_dim, out))
+        else:
+            self.decoder = nn.Linear(inp, out)
+
+    def views(self) -> ssltk.ViewRequest:
+        cams = _cameras(self.options.camera)
+        if not self.future:
+            return ssltk.ViewRequest(cameras=cams)
+        return ssltk.ViewRequest(cameras=cams, deltas=(ssltk.DeltaRange.parse(self.options.dt),))
+
+    def forward(self, emb: torch.Tensor, batch: dict) -> ssltk.LossOutput:
+        o = self.options
+        mask = batch["mask"]  # [B, T, V]
+        src = emb[:, 0]  # [B, V, D]
+        tgt_slot = 1 if self.future else 0
+        valid = mask[:, 0] & mask[:, tgt_slot]  # [B, V]
+        target = thumbnails(batch["frames"][:, tgt_slot], o.side, o.gray, o.normalize == "image").flatten(-3)  # [B, V, P]
+        if self.future:
+            dt = batch["dt"][:, tgt_slot].to(src.dtype)[:, None, None].expand(*src.shape[:2], 1)
+            src = torch.cat([src, dt], dim=-1)
+        pred = self.decoder(src)
+        err = (pred.float() - target.to(pred.device)).pow(2).mean(-1)  # [B, V]
+        n = valid.sum()
+        loss = (err * valid).sum() / n.clamp(min=1)
+        with torch.no_grad():
+            var = target[valid].var(dim=0).mean() if n > 1 else torch.ones((), device=err.device)
+            r2 = 1.0 - ((err * valid).sum() / n.clamp(min=1)) / var.clamp(min=1e-8)
+        return ssltk.LossOutput(loss, {"mse": float(loss.detach()), "r2": float(r2)})

@@ -1,0 +1,174 @@
+"""layout-prediction: thumbnails against a loop, the loss against a naive reference, masks, the future version."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ssltk
+from ssltk.testing import check_objective, fake_batch_for
+from ssltk_builtins.layout_prediction import PER_IMAGE_EPS, PIXEL_MEAN, PIXEL_STD, LayoutPrediction, thumbnails
+
+D = 10
+
+
+def _naive_thumbnail(img: torch.Tensor, side: int) -> list[list[list[float]]]:
+    """``uint8 [C, H, W]`` with H, W multiples of ``side`` -> block means, standardised, by loops."""
+    C, H, W = img.shape
+    bh, bw = H // side, W // side
+    out = []
+    for c in range(C):
+        rows = []
+        for i in range(side):
+            row = []
+            for j in range(side):
+                block = [float(img[c, i * bh + a, j * bw + b]) / 255 for a in range(bh) for b in range(bw)]
+                row.append((sum(block) / len(block) - PIXEL_MEAN) / PIXEL_STD)
+            rows.append(row)
+        out.append(rows)
+    return out
+
+
+def test_thumbnails_are_standardised_block_means():
+    g = torch.Generator().manual_seed(0)
+    assert thumbnails(torch.zeros(2, 3, 3, 12, 8, dtype=torch.uint8), 4).shape == (2, 3, 3, 4, 4)  # leading dims kept
+    frames = torch.randint(0, 256, (2, 3, 16, 16), generator=g, dtype=torch.uint8)
+    th = thumbnails(frames, 4)
+    for b in range(2):
+        torch.testing.assert_close(th[b], torch.tensor(_naive_thumbnail(frames[b], 4)), rtol=0, atol=1e-5)
+    gray = thumbnails(frames, 4, gray=True)
+    assert gray.shape == (2, 1, 4, 4)
+    torch.testing.assert_close(gray[:, 0], th.mean(dim=1) + 0.0, rtol=0, atol=1e-5)  # grey = mean of channels
+
+
+def test_per_image_thumbnails_drop_colour_and_brightness():
+    g = torch.Generator().manual_seed(1)
+    frames = torch.randint(0, 200, (3, 3, 16, 16), generator=g, dtype=torch.uint8)
+    th = thumbnails(frames, 4, per_image=True)
+    assert th.mean(dim=(-2, -1)).abs().max() < 1e-5  # every channel of every thumbnail has mean 0
+    raw = thumbnails(frames, 4)
+    sd = (raw * PIXEL_STD).std(dim=(-2, -1))
+    torch.testing.assert_close(th.std(dim=(-2, -1)), sd / (sd + PER_IMAGE_EPS), rtol=1e-4, atol=1e-5)
+    brighter = (frames.int() + 40).to(torch.uint8)  # same layout, brighter: the same target
+    torch.testing.assert_close(thumbnails(brighter, 4, per_image=True), th, rtol=0, atol=1e-4)
+    flat = torch.full((1, 3, 16, 16), 90, dtype=torch.uint8)
+    assert thumbnails(flat, 4, per_image=True).abs().max() < 1e-4  # a flat image is all zeros, not noise
+
+
+def _inputs(obj, seed=0, missing=0.2, B=8, cameras=("front", "rear")):
+    batch = fake_batch_for(obj, B, cameras, seed=seed, missing=missing, episode_length=20)
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(*batch["mask"].shape, D, generator=g) * batch["mask"][..., None]
+    return emb, batch
+
+
+def test_loss_is_the_mse_over_valid_cells():
+    obj = LayoutPrediction.from_options(D, side=4, normalize="fixed")
+    emb, batch = _inputs(obj)
+    assert emb.shape[1] == 1  # dt=0: the anchor frame only
+    out = obj(emb, batch)
+    mask, frames = batch["mask"], batch["frames"]
+    errs = []
+    for b in range(mask.shape[0]):
+        for v in range(mask.shape[2]):
+            if not mask[b, 0, v]:
+                continue
+            target = thumbnails(frames[b, 0, v], 4).flatten()
+            with torch.no_grad():
+                pred = obj.decoder(emb[b, 0, v])
+            errs.append(float((pred - target).pow(2).mean()))
+    assert 0 < len(errs) < mask[:, 0].numel()  # some cells are masked
+    assert float(out.loss) == pytest.approx(sum(errs) / len(errs), rel=1e-5)
+    assert out.metrics["mse"] == pytest.approx(float(out.loss))
+
+
+def test_a_perfect_decoder_gives_zero_loss_and_r2_one():
+    obj = LayoutPrediction.from_options(3 * 4 * 4, side=4)  # normalize="image"
+    batch = fake_batch_for(obj, 6, ("front",), seed=3, missing=0.0)
+    emb = thumbnails(batch["frames"], 4, per_image=True).flatten(-3)  # the embedding *is* the thumbnail
+    with torch.no_grad():
+        obj.decoder.weight.copy_(torch.eye(48))
+        obj.decoder.bias.zero_()
+    out = obj(emb, batch)
+    assert float(out.loss) == pytest.approx(0.0, abs=1e-10)
+    assert out.metrics["r2"] == pytest.approx(1.0)
+
+
+def test_masked_cells_do_not_change_the_loss():
+    obj = LayoutPrediction.from_options(D, side=4)
+    emb, batch = _inputs(obj, missing=0.3)
+    noisy = emb + torch.randn_like(emb) * 100 * (~batch["mask"])[..., None]
+    frames = batch["frames"].clone()
+    frames[~batch["mask"]] = 255 - frames[~batch["mask"]]
+    assert float(obj(noisy, {**batch, "frames": frames}).loss) == pytest.approx(float(obj(emb, batch).loss), rel=1e-6)
+
+
+def test_future_version_predicts_the_later_frame_and_is_told_dt():
+    obj = LayoutPrediction.from_options(D, side=4, dt="2-4", camera="all")
+    req = obj.views()
+    assert len(req.deltas) == 1 and (req.deltas[0].lo, req.deltas[0].hi) == (2, 4)
+    emb, batch = _inputs(obj, missing=0.2)
+    assert emb.shape[1] == 2 and emb.shape[2] == 2
+    out = obj(emb, batch)
+    mask, per_cell = batch["mask"], []
+    for b in range(emb.shape[0]):
+        for v in range(emb.shape[2]):
+            if not (mask[b, 0, v] and mask[b, 1, v]):
+                continue  # a pair needs both frames
+            src = torch.cat([emb[b, 0, v], batch["dt"][b, 1].float().view(1)])
+            with torch.no_grad():
+                pred = obj.decoder(src)
+            target = thumbnails(batch["frames"][b, 1, v], 4, per_image=True).flatten()  # the default normalize="image"
+            per_cell.append(float((pred - target).pow(2).mean()))
+    assert 0 < len(per_cell) < emb.shape[0] * emb.shape[2]  # some cells are missing
+    assert float(out.loss) == pytest.approx(sum(per_cell) / len(per_cell), rel=1e-5)
+    # The slot-1 frames are the target: swapping in the anchor frames changes the loss.
+    swapped = batch["frames"].clone()
+    swapped[:, 1] = swapped[:, 0]
+    assert float(obj(emb, {**batch, "frames": swapped}).loss) != pytest.approx(float(out.loss))
+
+
+@pytest.mark.parametrize("opts", [dict(), dict(dt="2-6", hidden_dim=16, gray=True, side=8, normalize="fixed")])
+def test_passes_the_objective_contract(opts):
+    check_objective(LayoutPrediction, options=opts)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(side=1), "side must be 2..64"),
+    (dict(dt="0.5s"), "must be '0' or frames"),
+    (dict(hidden_dim=-1), "hidden_dim must be >= 0"),
+    (dict(camera=","), "camera must be"),
+    (dict(normalize="batch"), "normalize must be 'image' or 'fixed'"),
+])
+def test_bad_options_say_what_is_wrong(bad, match):
+    with pytest.raises(ssltk.UsageError, match=match):
+        LayoutPrediction.from_options(D, **bad)
+
+
+@pytest.mark.slow
+def test_trains_from_the_cli_composed_with_temporal_infonce(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ssltk.cli import build_app
+    from ssltk.plugins import get_plugin_manager
+    from ssltk.testing.shards import write_tiny_shards
+
+    write_tiny_shards(tmp_path / "shards", episodes=4, length=20, cameras=("front", "rear"), image_size=32,
+                      segment_length=10, overlap=4)
+    out = tmp_path / "run"
+    args = ["pretrain", "--backbone", "test_resnet", "--image-size", "32", "--batch-size", "8", "--num-workers", "0",
+            "--data", str(tmp_path / "shards"), "--out", str(out), "--steps", "3",
+            "-o", "layout-prediction", "-o", "temporal-infonce=0.25", "--set", "temporal-infonce.dt=1-4",
+            "--set", "layout-prediction.dt=1-3", "--set", "layout-prediction.side=8", "--set", "log_every=1"]
+    r = CliRunner().invoke(build_app(get_plugin_manager(load=["ssltk"])), args)
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "ssltk.json").read_text())
+    assert [(o["name"], o["weight"]) for o in manifest["objectives"]] == [("layout-prediction", 1.0), ("temporal-infonce", 0.25)]
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        assert row["loss"] == pytest.approx(row["loss/layout-prediction"] + 0.25 * row["loss/temporal-infonce"], rel=1e-5)
+        assert row["layout-prediction/r2"] <= 1.0
+    # the decoder is part of the model (trained and saved with the heads)
+    assert any("layout-prediction" in k for k in torch.load(out / "train_state" / "modules.pt", weights_only=True)["model"])
