@@ -222,7 +222,7 @@ def main() -> None:
     sub = set(rng.sample(range(opts.cases), min(opts.subprocess, opts.cases)))
     counts = {"cases": 0, "tracebacks": 0, "leftovers": 0, "multi_line_errors": 0, "bad_exit_codes": 0,
               "timeouts": 0, "exit_0": 0, "exit_1": 0, "exit_2": 0, "subprocess": 0}
-    problems = []
+    problems, accepted = [], []
     t0 = time.perf_counter()
     for i in range(opts.cases):
         command = rng.choice(commands)
@@ -259,6 +259,8 @@ def main() -> None:
             counts["leftovers"] += 1
             found.append(f"leftovers: {stale[:4]}")
         line = (error_lines or [""])[-1][:160]
+        if code == 0:  # a "bad" value that was accepted: worth a look (often an option the case leaves unused)
+            accepted.append([a[:80] for a in args[len(baseline(command, root, shards, bundle)[0]):]] or args[:6])
         if found:
             problems.append({"case": i, "args": [a[:80] for a in args], "exit": code, "problems": found,
                              "stderr_tail": stderr[-1500:]})
@@ -272,7 +274,7 @@ def main() -> None:
     shutil.rmtree(base, ignore_errors=True)
     print(json.dumps(counts, indent=2))
     if opts.json:
-        opts.json.write_text(json.dumps({"counts": counts, "problems": problems}, indent=2))
+        opts.json.write_text(json.dumps({"counts": counts, "problems": problems, "accepted": accepted}, indent=2))
     sys.exit(1 if counts["tracebacks"] or counts["leftovers"] else 0)
 
 

@@ -69,6 +69,11 @@ def _bad_inputs(tmp: Path, shards: Path) -> dict[str, list[str]]:
         "unreadable init": ["--data", str(shards), "--init", str(tmp / "bad.pth")],
         "tagged timm name": ["--data", str(shards), "--backbone", "resnet50.a1_in1k"],
         "config key typo": ["--data", str(shards), "--set", "learning_rat=0.1"],
+        # found by benchmarks/soak_bad_inputs.py
+        "seed overflow": ["--data", str(shards), "--seed", "9" * 30],
+        "empty init": ["--data", str(shards), "--init", ""],
+        "data name too long": ["--data", "x" * 5000],
+        "init name too long": ["--data", str(shards), "--init", "y" * 5000],
     }
 
 
@@ -78,6 +83,13 @@ def test_bad_input_before_training_writes_nothing(app, shards, tmp_path):
         r = runner.invoke(app, ["pretrain", *TINY, *extra, "--out", str(out), "--steps", "2"])
         one_line(r, 2)
         assert not out.exists(), f"{name}: left {sorted(p.name for p in out.iterdir())}"
+
+
+def test_out_name_too_long_and_sheet_without_image_suffix_are_usage_errors(app, shards, tmp_path):
+    r = runner.invoke(app, ["pretrain", *TINY, "--data", str(shards), "--out", str(tmp_path / ("z" * 5000))])
+    assert "File name too long" in one_line(r, 2)
+    r = runner.invoke(app, ["data", "inspect", str(shards), "--sheet", str(tmp_path / "sheet")])
+    assert ".png" in one_line(r, 2) and not (tmp_path / "sheet").exists()
 
 
 def test_messages_say_how_to_fix(app, shards, tmp_path):

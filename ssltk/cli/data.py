@@ -161,6 +161,8 @@ def _inspect_cmd(
     """Summarise a shard set: episodes, segments, cameras, missing frames, sizes, ego fields; name damaged shards (exit 1)."""
     from ssltk.data.inspect import damage_lines, inspect_shards, summary_rows
 
+    if sheet is not None and sheet.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise UsageError(f"--sheet {str(sheet)[:120]!r}: give an image file name ending in .png (or .jpg, .webp)")
     info = inspect_shards(spec)
     if not info["segments"]:  # nothing readable
         if as_json:

@@ -243,6 +243,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.image_size <= 4096, f"image_size {cfg.image_size} is too large (at most 4096)"),
         (cfg.num_workers <= 256, f"num_workers {cfg.num_workers} is too many (at most 256)"),
         (cfg.lr > 0, "lr must be positive"),
+        (0 <= cfg.seed < 2**63, f"seed {cfg.seed} is out of range: use 0 <= seed < 2^63"),
+        (cfg.init is None or bool(str(cfg.init).strip()), "init is empty: give a weights file or bundle, or omit it"),
         (cfg.accum_steps >= 1, "accum_steps must be >= 1"),
         (cfg.warmup_steps >= 0, "warmup_steps must be >= 0"),
         (cfg.num_workers >= 0, "num_workers must be >= 0"),
