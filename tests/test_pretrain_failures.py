@@ -74,6 +74,8 @@ def _bad_inputs(tmp: Path, shards: Path) -> dict[str, list[str]]:
         "empty init": ["--data", str(shards), "--init", ""],
         "data name too long": ["--data", "x" * 5000],
         "init name too long": ["--data", str(shards), "--init", "y" * 5000],
+        "objectives not a mapping": ["--data", str(shards), "--set", "objectives={a: 1}"],
+        "options not a mapping": ["--data", str(shards), "--set", "objectives={temporal-infonce: {options: 3}}"],
     }
 
 

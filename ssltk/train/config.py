@@ -124,11 +124,16 @@ def _objectives_from_yaml(value: Any) -> list[ObjectiveSpec]:
     else:
         raise UsageError("objectives: expected a list or a mapping of objective names")
     for name, body in items:
+        if body is not None and not isinstance(body, dict):
+            raise UsageError(f"objectives.{name}: expected a mapping of weight and options, got {body!r}"[:300])
         body = dict(body or {})
         weight = _coerce(float, body.pop("weight", 1.0), f"objectives.{name}.weight")
         if weight <= 0:
             raise UsageError(f"objectives.{name}.weight must be positive")
-        options = dict(body.pop("options", {}) or {})
+        options = body.pop("options", {}) or {}
+        if not isinstance(options, dict):
+            raise UsageError(f"objectives.{name}.options: expected a mapping, got {options!r}"[:300])
+        options = dict(options)
         options.update(body)
         specs.append(ObjectiveSpec(str(name), weight, options))
     if not specs:
