@@ -69,6 +69,24 @@ def usage_line(exc: click.ClickException) -> str:
     return message
 
 
+# Options whose value may be left out (Click has no optional values): alone, they get this value.
+OPTIONAL_VALUES = {"--resume": ""}  # `ssltk pretrain --resume` = the last run in --out
+
+
+def fill_optional_values(args: Sequence[str]) -> list[str]:
+    """``[..., "--resume"]`` or ``["--resume", "--out", ...]`` -> the option followed by its empty value."""
+    out: list[str] = []
+    args = list(args)
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--":
+            out.extend(args[i + 1:])
+            break
+        if arg in OPTIONAL_VALUES and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(OPTIONAL_VALUES[arg])
+    return out
+
+
 class SsltkGroup(TyperGroup):
     """The ``ssltk`` group: Typer's, with one-line errors instead of usage panels and tracebacks."""
 
@@ -80,6 +98,7 @@ class SsltkGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        args = fill_optional_values(sys.argv[1:] if args is None else args)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 import yaml
+from rich.markup import escape
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from ssltk.cli._util import AppState, console, friendly
 from ssltk.errors import UsageError
@@ -44,47 +45,33 @@ def resolve_config(
     return cfg
 
 
-def run_pretrain(cfg: TrainConfig, registry, *, resume: bool, overwrite: bool, show_progress: bool = True):
-    """Run with a rich progress bar (``pretrain`` writes ``run_config.yaml`` next to the bundle)."""
+def run_pretrain(cfg: TrainConfig, registry, *, resume: bool | None, overwrite: bool, show_progress: bool = True):
+    """Run with progress (a bar on a terminal, log lines otherwise); ``pretrain`` writes ``run_config.yaml``."""
+    from ssltk.cli.progress import training_progress
     from ssltk.train.loop import pretrain
 
-    columns = [
-        TextColumn("[bold]step"),
-        MofNCompleteColumn(),
-        BarColumn(bar_width=20),
-        TextColumn("{task.fields[info]}"),
-        TextColumn("eta"),
-        TimeRemainingColumn(compact=True),
-    ]
-    bar = Progress(*columns, console=console, disable=not show_progress)
-    task = None
+    if resume is None and show_progress:
+        from ssltk.train.resume import should_resume
 
-    def on_step(step: int, total: int, row: dict) -> None:
-        nonlocal task
-        if task is None:  # started on the first step: setup errors print without a bar
-            bar.start()
-            task = bar.add_task("train", total=total, info="")
-        info = ""
-        if row:
-            parts = [f"{k[5:]} {v:.3f}" for k, v in row.items() if k.startswith("loss/")]
-            losses = f" ({' '.join(parts)})" if len(parts) > 1 else ""  # per objective when composed
-            info = f"loss {row['loss']:.3f}{losses} lr {row['lr']:.1e} {row['samples_per_s']:.0f}/s"
-        bar.update(task, completed=step, info=info)
-
-    try:
+        found = should_resume(cfg.out, cfg.to_dict(), overwrite=overwrite)  # refused here in one line if it differs
+        if found is not None:
+            console.print(f"resuming the interrupted run in {escape(str(cfg.out))} from step {found}", soft_wrap=True)
+    with training_progress(console, enabled=show_progress) as on_step:
         return pretrain(cfg, registry=registry, resume=resume, overwrite=overwrite, progress=on_step)
-    finally:
-        bar.stop()
 
 
 def summary_panel(result) -> Panel:
     table = Table.grid(padding=(0, 2))
-    table.add_row("bundle", f"[bold green]{result.out}[/]")
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # a long path wraps, never cut
+    table.add_row("bundle", Text(str(result.out), style="bold green"))
     table.add_row("steps", str(result.steps))
     table.add_row("throughput", f"{result.samples_per_s:.1f} samples/s")
     for k, v in result.final.items():
         table.add_row(k, f"{v:.4f}")
     table.add_row("skipped samples", ", ".join(f"{k}={v}" for k, v in result.skipped.items() if v) or "none")
+    if result.data_wait is not None:
+        table.add_row("data wait", f"{100 * result.data_wait:.0f}% of step time")
     return Panel(table, title="pretraining finished", expand=False)
 
 
@@ -112,29 +99,48 @@ def register(app: typer.Typer, state: AppState) -> None:
             None, "--set", help="Override any config key: KEY=VALUE or OBJECTIVE.OPTION=VALUE (repeatable)."
         ),
         compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
-        tensorboard: Optional[bool] = typer.Option(None, "--tensorboard/--no-tensorboard", help="Write TensorBoard events."),
+        logger: Optional[list[str]] = typer.Option(
+            None, "--logger", help="Experiment tracker: tensorboard, mlflow or wandb (repeatable; config key loggers)."
+        ),
+        tensorboard: Optional[bool] = typer.Option(None, "--tensorboard/--no-tensorboard", help="Write TensorBoard events (same as --logger tensorboard)."),
         strict: Optional[bool] = typer.Option(None, "--strict/--lenient", help="Stop at the first bad sample (default: skip and count)."),
-        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run in this folder."),
+        resume: Optional[str] = typer.Option(
+            None, "--resume", metavar="[RUN]",
+            help="Continue the interrupted run in this folder; alone, the last run in --out.",
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a bundle already in --out."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
     ) -> None:
         """Pretrain a backbone with one or more objectives and write a bundle."""
+        main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes and prints
+        loggers = None
+        if logger:
+            from ssltk.train.trackers import normalize_loggers
+
+            loggers = normalize_loggers([x for item in logger for x in item.split(",") if x.strip()], "--logger")
         overrides = {
             "backbone": backbone, "data": data, "out": out, "steps": steps, "batch_size": batch_size,
             "image_size": image_size, "lr": lr, "precision": precision, "device": device,
             "num_workers": num_workers, "seed": seed, "init": init, "compile": compile_model,
-            "tensorboard": tensorboard, "strict_data": None if strict is None else strict,
+            "tensorboard": tensorboard, "loggers": loggers, "strict_data": None if strict is None else strict,
         }
-        main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes and prints
+        if resume == "":  # --resume alone: the last run in --out
+            from ssltk.train.resume import find_last_run
+
+            resume = str(find_last_run(out or "runs/pretrain"))
+            out = None
         if resume is not None:
+            resume = Path(resume)
             saved = resume / RUN_CONFIG
             if not saved.is_file():
                 raise UsageError(f"--resume {resume}: no {RUN_CONFIG} there; is it an ssltk run folder?")
+            if out is not None and Path(out).resolve() != resume.resolve():
+                raise UsageError(f"--resume {resume} continues that folder; leave out --out {out}, or use --out to start a new run")
             if objective or sets or backbone or data or config or init or image_size or batch_size or seed is not None:
                 raise UsageError("--resume continues a run with its own config; only --steps and run-time options "
-                                 "(--device, --precision, --num-workers, --compile, --tensorboard) may change")
+                                 "(--device, --precision, --num-workers, --compile, --logger, --tensorboard) may change")
             runtime = {"steps": steps, "out": str(resume), "device": device, "precision": precision,
-                       "num_workers": num_workers, "compile": compile_model, "tensorboard": tensorboard}
+                       "num_workers": num_workers, "compile": compile_model, "tensorboard": tensorboard, "loggers": loggers}
             cfg = resolve_config(saved, None, None, runtime)  # pretrain() saves it: a later --resume keeps --steps
         else:
             cfg = resolve_config(config, objective, sets, overrides)
@@ -148,6 +154,7 @@ def register(app: typer.Typer, state: AppState) -> None:
         if dry_run:
             console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="", markup=False)
             return
-        result = run_pretrain(cfg, registry, resume=resume is not None, overwrite=overwrite, show_progress=main_rank)
+        result = run_pretrain(cfg, registry, resume=True if resume is not None else None, overwrite=overwrite,
+                              show_progress=main_rank)
         if main_rank:
             console.print(summary_panel(result))

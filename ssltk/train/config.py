@@ -68,7 +68,9 @@ class TrainConfig:
     augment: AugmentConfig | None = None
     log_every: int = 10
     checkpoint_every: int = 100
-    tensorboard: bool = False
+    # Experiment trackers (ssltk.train.trackers): {name: settings}; a list of names is accepted.
+    loggers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tensorboard: bool = False  # the same as loggers: [tensorboard] (kept for older configs)
     strict_data: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +157,7 @@ KEY_ALIASES = {
     "pretrained": "init", "weights": "init", "checkpoint": "init", "strict": "strict_data", "amp": "precision",
     "dtype": "precision", "camera": "anchor_camera", "anchor": "anchor_camera", "save_every": "checkpoint_every",
     "ckpt_every": "checkpoint_every", "eval_every": "log_every", "augmentation": "augment", "aug": "augment",
+    "logger": "loggers", "trackers": "loggers", "report_to": "loggers", "callbacks": "loggers",
 }  # fmt: skip
 
 
@@ -167,7 +170,7 @@ def _coerced(cls: type, values: dict[str, Any], where: str) -> dict[str, Any]:
         k = str(key).replace("-", "_")
         if k not in names:
             raise UnknownNameError(f"config key{' in ' + where if where else ''}", key, names, aliases=KEY_ALIASES)
-        out[k] = value if k in ("objectives", "augment", "backbone_kwargs") else _coerce(
+        out[k] = value if k in ("objectives", "augment", "backbone_kwargs", "loggers") else _coerce(
             hints[k], value, f"{where + '.' if where else ''}{k}"
         )
     return out
@@ -183,6 +186,10 @@ def _apply(cfg: "TrainConfig", values: dict[str, Any]) -> None:
             if not isinstance(value, dict):
                 raise UsageError("augment must be a mapping of augmentation settings")
             cfg.augment = _replace_augment(cfg.augment or AugmentConfig(), value)
+        elif k == "loggers":
+            from ssltk.train.trackers import normalize_loggers
+
+            cfg.loggers = normalize_loggers(value)
         elif k == "backbone_kwargs":
             if not isinstance(value, dict):
                 raise UsageError("backbone_kwargs must be a mapping")

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 from ssltk.errors import SsltkError, UsageError, one_line
 
 # Files and folders a run writes into --out before its bundle (removed again if it fails before a checkpoint).
-RUN_FILES = ("run_config.yaml", "metrics.jsonl", "loss_curve.png", "tensorboard")
+RUN_FILES = ("run_config.yaml", "metrics.jsonl", "loss_curve.png", "tensorboard", "mlflow.db", "wandb", "trackers.json")
 STAGING_GLOBS = ("train_state.tmp-*", ".ssltk-write-*", "ssltk.json.tmp-*")
 
 

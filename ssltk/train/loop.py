@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from ssltk.train.failures import (
     run_failure, suspects_of,
 )  # fmt: skip
 from ssltk.train.metrics import MetricsLog, plot_loss_curve
+from ssltk.train.progress import eta_seconds, log_line, logger
+from ssltk.train.resume import should_resume
+from ssltk.train.trackers import check_installed, open_trackers, selected_loggers
 from ssltk.train.model import SSLModel
 from ssltk.train.runtime import Runtime, is_conv_net, make_runtime, on_main_then_sync, seed_everything, set_cpu_threads
 from ssltk.views import ViewPlan
@@ -57,6 +61,7 @@ class RunResult:
     samples_per_s: float = 0.0
     plan: dict[str, Any] = field(default_factory=dict)
     data_fingerprints: list[str | None] = field(default_factory=list)  # per rank, first batch
+    data_wait: float | None = None  # share of step time spent waiting for batches (this process, whole run)
 
 
 def _chunk_seed(seed: int, chunk: int, rank: int) -> int:
@@ -154,11 +159,15 @@ def pretrain(
     cfg: TrainConfig,
     *,
     registry: Registry | None = None,
-    resume: bool = False,
+    resume: bool | None = None,
     overwrite: bool = False,
     progress: Any = None,
 ) -> RunResult:
     """Train ``cfg`` and write the bundle into ``cfg.out``; ``progress`` is a callback ``(step, total, row)``.
+
+    ``resume``: True continues the run in ``cfg.out``; None (default) continues it only when
+    ``cfg.out`` holds an interrupted run of the same config (another config is refused, see
+    :mod:`ssltk.train.resume`); False refuses to start over an interrupted run unless ``overwrite``.
 
     Nothing is written to ``cfg.out`` before every check that can fail before training has
     passed (names, the folder, the data, ``--init``, the view plan, the resumed state). A run
@@ -174,14 +183,22 @@ def pretrain(
     run_config = cfg.to_dict()  # as given (data None = the built-in episodes), for run_config.yaml
     out = Path(cfg.out)
     state_dir = out / "train_state"
-    if resume:
-        if find_train_state(state_dir) is None:
-            raise UsageError(f"--resume: {out} has no complete train_state/ to resume from")
-    else:
+    if not resume:
         check_out_dir(out, overwrite)
+        found = should_resume(out, run_config, overwrite=overwrite)
+        if found is not None and resume is False:
+            raise UsageError(f"{out} holds an interrupted run (step {found}); pass --resume {out} to continue it "
+                             "or --overwrite to start again")
+        if found is not None:
+            logger.info("resuming the interrupted run in %s from step %d", out, found)
+        resume = found is not None
+    if resume and find_train_state(state_dir) is None:
+        raise UsageError(f"--resume: {out} has no complete train_state/ to resume from")
     check_writable(out)
     check_local_path("--init", cfg.init)
     check_local_path("--data", cfg.data)
+    loggers = selected_loggers(cfg)
+    check_installed(loggers)
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
     if rt.device.type == "cpu":
         set_cpu_threads(cfg.threads)
@@ -215,14 +232,20 @@ def pretrain(
     # Every check passed: from here on the run writes into `out`.
     state = {"step": step, "checkpoint": step if resume else None}  # the last checkpoint this run can resume from
     created_dir = not out.exists()
+    log = None
     try:
         if rt.is_main:
             out.mkdir(parents=True, exist_ok=True)
             remove_staging(out)  # left by a run killed mid-write
+            if overwrite and not resume:  # starting again: the old run's state must not be resumed later
+                shutil.rmtree(state_dir, ignore_errors=True)
             (out / RUN_CONFIG).write_text(yaml.safe_dump(run_config, sort_keys=False))
-        log = MetricsLog(out, resume_step=step if resume else None, tensorboard=cfg.tensorboard) if rt.is_main else None
+            trackers = open_trackers(loggers, out, run_config, resume=resume)
+            log = MetricsLog(out, resume_step=step if resume else None, trackers=trackers)
         return _train(cfg, registry, rt, data, model, plan, optimizer, scheduler, log, skipped, state, progress)
     except BaseException as exc:
+        if log is not None:
+            log.close(ok=False)
         if not rt.is_main or isinstance(exc, (SystemExit, GeneratorExit)):
             raise
         if state["checkpoint"] is None:  # nothing resumable: leave nothing behind
@@ -257,7 +280,8 @@ def _train(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo, mo
 
     from ssltk.batch import to_device
 
-    t_start, samples_seen, window = time.perf_counter(), 0, []
+    t_start, samples_seen, window = time.perf_counter(), 0, []  # window: (samples, step s, data-wait s) per step
+    first_step, wait_total, busy_total = step, 0.0, 0.0
     fingerprint = None  # of this rank's first batch: lets users (and tests) see that ranks read different data
     last_row: dict[str, float] = {}
     micro = cfg.accum_steps
@@ -271,8 +295,11 @@ def _train(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo, mo
             t0 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             total_loss, outputs, losses = 0.0, {}, {}
+            waited = 0.0  # blocked on the loader (and the copy to the device): the data-wait share
             for m in range(micro):
+                t_wait = time.perf_counter()
                 batch = to_device(next(batches), rt.device)
+                waited += time.perf_counter() - t_wait
                 if fingerprint is None:
                     fingerprint = _fingerprint(batch)
                 sync = nullcontext() if (m == micro - 1 or not rt.distributed) else train_model.no_sync()
@@ -308,20 +335,28 @@ def _train(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo, mo
             skipped = {k: skipped_before.get(k, 0) + int(v) for k, v in loader.skipped.items()}
             n = batch["frames"].shape[0] * micro * rt.world_size
             samples_seen += n
-            window.append((n, time.perf_counter() - t0))
+            window.append((n, time.perf_counter() - t0, waited))
+            wait_total += waited
+            busy_total += window[-1][1]
+            del window[:-cfg.log_every]
             if rt.is_main and (step % cfg.log_every == 0 or step == cfg.steps):
-                recent = window[-cfg.log_every:]
+                busy = max(1e-9, sum(b for _, b, _ in window))
+                elapsed = time.perf_counter() - t_start
                 row = {
                     "step": step,
                     "loss": total_loss,
                     "lr": optimizer.param_groups[0]["lr"],
                     "grad_norm": float(grad_norm),
-                    "samples_per_s": sum(a for a, _ in recent) / max(1e-9, sum(b for _, b in recent)),
+                    "samples_per_s": sum(a for a, _, _ in window) / busy,
+                    "data_wait": min(1.0, sum(w for _, _, w in window) / busy),
+                    "elapsed_s": round(elapsed, 3),
+                    "eta_s": eta_seconds(elapsed, step - first_step, cfg.steps - step),
                     **_scalar_metrics(outputs, losses),
                     **{f"{t}/ema_momentum": momenta[f"targets.{t}"] for t in model.targets},
                     **{f"skipped/{k}": v for k, v in skipped.items()},
                 }
                 log.write(row)
+                logger.info(log_line(row, cfg.steps))
                 last_row = row
             if progress is not None and rt.is_main:
                 progress(step, cfg.steps, last_row)
@@ -344,7 +379,8 @@ def _train(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo, mo
         torch.distributed.all_gather_object(per_rank, skipped)  # every rank's bad-data counts
         skipped = {k: sum(int(r.get(k, 0)) for r in per_rank) for k in skipped}
     result = RunResult(out, step, {k: v for k, v in last_row.items() if k.startswith("loss")}, skipped,
-                       samples_seen / elapsed, plan.describe(), fingerprints)
+                       samples_seen / elapsed, plan.describe(), fingerprints,
+                       wait_total / busy_total if busy_total > 0 else None)
 
     state["step"] = cfg.steps  # training done: a failure from here on is the bundle's
 

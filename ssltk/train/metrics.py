@@ -1,47 +1,40 @@
-"""Run metrics: ``metrics.jsonl`` (one line per logging step), TensorBoard, and the loss-curve PNG."""
+"""Run metrics: ``metrics.jsonl`` (one line per logging step, also sent to the trackers) and the loss-curve PNG."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from ssltk.errors import UsageError
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss_curve.png"
 
 
 class MetricsLog:
-    """Appends metric rows; on resume, rows after the resumed step are dropped first."""
+    """Appends metric rows to ``metrics.jsonl`` and to each tracker (:mod:`ssltk.train.trackers`);
+    on resume, rows after the resumed step are dropped first."""
 
-    def __init__(self, out: Path, *, resume_step: int | None = None, tensorboard: bool = False) -> None:
+    def __init__(self, out: Path, *, resume_step: int | None = None, trackers: list | None = None) -> None:
         self.path = Path(out) / METRICS_FILE
         if resume_step is not None and self.path.exists():
             keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step]
             self.path.write_text("".join(ln + "\n" for ln in keep))
         elif self.path.exists():
             self.path.unlink()
-        self.tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise UsageError("--tensorboard needs the tensorboard package: pip install 'ssltk[tensorboard]'") from None
-            self.tb = SummaryWriter(log_dir=str(Path(out) / "tensorboard"))
+        self.trackers = list(trackers or [])
 
     def write(self, row: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(row, allow_nan=True) + "\n")
-        if self.tb is not None:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self.tb.add_scalar(key, value, row["step"])
+        for tracker in self.trackers:
+            tracker.log(row)
 
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+    def close(self, ok: bool = True) -> None:
+        from ssltk.train.trackers import close_trackers
+
+        close_trackers(self.trackers, ok=ok)
+        self.trackers = []
 
     @staticmethod
     def rows_of(out: str | Path) -> list[dict[str, Any]]:

@@ -1,0 +1,96 @@
+"""Finding the run to resume: an interrupted run in ``--out``, or the last run under it.
+
+A folder holds an *interrupted run* when it has ``run_config.yaml`` and a complete
+``train_state/`` but no finished bundle (``ssltk.json``). Starting a run into such a folder:
+
+* with the same config (run-time keys such as ``steps``, ``device`` or ``loggers`` may differ)
+  resumes it, as ``--resume`` would;
+* with another config is refused in one line naming the keys that differ and saying
+  ``--resume`` (continue the saved run) or ``--overwrite`` (start again).
+
+``--resume`` with no folder resumes ``--out`` itself when it is a run folder, else the most
+recently updated run folder directly under it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ssltk.errors import UsageError
+
+RUN_CONFIG = "run_config.yaml"
+MANIFEST = "ssltk.json"
+STATE_DIR = "train_state"
+# Keys a resumed run may change: they do not change what the model learns from which batches.
+RUNTIME_KEYS = ("steps", "out", "device", "precision", "num_workers", "compile", "tensorboard", "loggers", "threads")
+
+
+def saved_step(folder: str | Path) -> int | None:
+    """The step of the complete training state in ``folder`` (None without one)."""
+    from ssltk.checkpoint import find_train_state, read_train_state_info
+
+    if find_train_state(Path(folder) / STATE_DIR) is None:
+        return None
+    try:
+        return int(read_train_state_info(Path(folder) / STATE_DIR).get("step", 0))
+    except (UsageError, OSError, ValueError):
+        return None
+
+
+def interrupted_step(folder: str | Path) -> int | None:
+    """The step an interrupted run in ``folder`` stopped at; None if ``folder`` holds no interrupted run."""
+    folder = Path(folder)
+    if not (folder / RUN_CONFIG).is_file() or (folder / MANIFEST).exists():
+        return None
+    return saved_step(folder)
+
+
+def read_run_config(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / RUN_CONFIG
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        raise UsageError(f"{path} cannot be read as YAML; pass --overwrite to start the run again") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} is not a run config; pass --overwrite to start the run again")
+    return data
+
+
+def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The config keys (outside :data:`RUNTIME_KEYS`) whose values differ."""
+    keys = sorted((set(saved) | set(new)) - set(RUNTIME_KEYS))
+    return [k for k in keys if saved.get(k) != new.get(k)]
+
+
+def should_resume(out: str | Path, config: dict[str, Any], *, overwrite: bool) -> int | None:
+    """The step to resume from when ``out`` holds an interrupted run of ``config``; None to start afresh.
+
+    Raises a one-line UsageError when the interrupted run has another config (and not ``overwrite``).
+    """
+    if overwrite:
+        return None
+    step = interrupted_step(out)
+    if step is None:
+        return None
+    diff = config_differences(read_run_config(out), config)
+    if diff:
+        shown = ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
+        raise UsageError(
+            f"{out} holds an interrupted run (step {step}) with another config ({shown} differ); "
+            f"pass --resume {out} to continue it or --overwrite to start again"
+        )
+    return step
+
+
+def find_last_run(out: str | Path) -> Path:
+    """``--resume`` without a folder: ``out`` if it is a run folder, else its newest resumable run folder."""
+    out = Path(out)
+    if (out / RUN_CONFIG).is_file():
+        return out
+    runs = [p for p in out.iterdir() if (p / RUN_CONFIG).is_file() and saved_step(p) is not None] if out.is_dir() else []
+    if not runs:
+        raise UsageError(f"--resume: no run to resume in {out}; give the run folder, --resume PATH")
+    return max(runs, key=lambda p: (p / STATE_DIR).stat().st_mtime)
