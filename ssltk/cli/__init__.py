@@ -17,6 +17,7 @@ _GROUPS = (
     "ssltk.cli.pretrain",
     "ssltk.cli.bundle",
     "ssltk.cli.probe",
+    "ssltk.cli.embed",
     "ssltk.cli.demo",
 )
 

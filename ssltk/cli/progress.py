@@ -57,9 +57,9 @@ class _PlainFormatter(logging.Formatter):
 
 
 @contextmanager
-def log_lines_to_stderr() -> Iterator[None]:
-    """While the block runs, INFO lines of the ``ssltk.train`` logger go to stderr in full."""
-    log = logging.getLogger(LOGGER_NAME)
+def log_lines_to_stderr(log: logging.Logger | None = None) -> Iterator[None]:
+    """While the block runs, INFO lines of ``log`` (default: the ``ssltk.train`` logger) go to stderr in full."""
+    log = log if log is not None else logging.getLogger(LOGGER_NAME)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_PlainFormatter())
     old_level, old_propagate = log.level, log.propagate
