@@ -79,11 +79,16 @@ class ViewRequest:
     ``"all"`` (every camera in the data) or explicit names.
     ``augmented_copy``: a second, independently augmented copy of the anchor frame.
     ``deltas``: one temporal partner slot per range (``t + Δt``).
+    ``augment``: the objective is meant to see augmented frames. When the run's
+    augmentation is left on ``auto``, a request with ``augment=True`` turns on the
+    geometry-safe views (photometric jitter and blur, one crop box per sample, the
+    rig-aware mirror), as ``augmented_copy`` turns on the per-frame augmentation.
     """
 
     cameras: str | tuple[str, ...] = "anchor"
     augmented_copy: bool = False
     deltas: tuple[DeltaRange, ...] = ()
+    augment: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class ViewPlan:
     deltas: list[DeltaRange | None]  # per slot; None for t and t:aug
     cameras: list[str]
     selections: dict[str, Selection] = field(default_factory=dict)
+    augment_requested: bool = False  # some request has augment=True
 
     @property
     def augmented_copy_slot(self) -> int | None:
@@ -148,7 +154,7 @@ class ViewPlan:
                     slots.append(d.label)
                     deltas.append(d)
 
-        plan = cls(slots, deltas, cameras)
+        plan = cls(slots, deltas, cameras, augment_requested=any(r.augment for r in requests.values()))
         for name, req in requests.items():
             idx = [0]
             if req.augmented_copy:

@@ -47,6 +47,26 @@ def test_augment_auto_follows_the_objectives_and_explicit_settings_win():
     assert load_config(None, {"augment": "auto"}).augment is None
 
 
+def test_augment_auto_gives_geometry_safe_views_to_objectives_that_ask():
+    from ssltk.train.loop import resolve_augment
+    from ssltk.views import ViewPlan, ViewRequest
+
+    cfg = load_config(None)
+    rig = ["front", "front_left", "front_right", "rear"]
+    asked = resolve_augment(cfg, ViewPlan.build({"l": ViewRequest(cameras="all", augment=True)}, rig))
+    assert (asked.enabled, asked.shared_crop, asked.rig_flip_p, asked.hflip_p) == (True, True, 0.5, 0.0)
+    front = resolve_augment(cfg, ViewPlan.build({"l": ViewRequest(augment=True)}, rig))
+    assert front.rig_flip_p == 0.5  # front mirrors onto itself
+    # front_left alone has no mirror partner in the views: no rig flip (instead of an error)
+    left = resolve_augment(cfg, ViewPlan.build({"l": ViewRequest(cameras=("front_left",), augment=True)}, rig))
+    assert (left.enabled, left.shared_crop, left.rig_flip_p) == (True, True, 0.0)
+    # an augmented copy (per-frame) keeps the default augmentation, independent crops
+    both = ViewPlan.build({"l": ViewRequest(augment=True), "p": ViewRequest(augmented_copy=True)}, rig)
+    assert resolve_augment(cfg, both).shared_crop is False
+    explicit = load_config(None, {"augment": {"enabled": False}})
+    assert resolve_augment(explicit, ViewPlan.build({"l": ViewRequest(augment=True)}, rig)).enabled is False
+
+
 def test_future_prediction_example_config_dry_run():
     app = build_app(get_plugin_manager(load=["ssltk"]))
     r = CliRunner().invoke(app, ["pretrain", "--config", str(ROOT / "examples/configs/temporal_future.yaml"), "--dry-run"])

@@ -132,12 +132,22 @@ def _loader(cfg: TrainConfig, data: DataInfo, plan: ViewPlan, rt: Runtime, chunk
 
 
 def resolve_augment(cfg: TrainConfig, plan: ViewPlan):
-    """The run's augmentation: as configured, or auto (on only if an objective needs ``t:aug``)."""
-    from ssltk.data.augment import AugmentConfig
+    """The run's augmentation: as configured, or auto.
+
+    Auto: the default augmentation if an objective needs ``t:aug`` (per-frame); else the
+    geometry-safe views (one crop box per sample, rig-aware mirror when every camera's mirror
+    partner is in the views) if an objective's ViewRequest has ``augment=True``; else off.
+    """
+    from ssltk.data.augment import AugmentConfig, mirror_camera
 
     if cfg.augment is not None:
         return cfg.augment
-    return AugmentConfig(enabled=plan.augmented_copy_slot is not None)
+    if plan.augmented_copy_slot is not None:
+        return AugmentConfig(enabled=True)
+    if plan.augment_requested:
+        mirrorable = all(mirror_camera(c) in plan.cameras for c in plan.cameras)
+        return AugmentConfig(enabled=True, shared_crop=True, rig_flip_p=0.5 if mirrorable else 0.0)
+    return AugmentConfig(enabled=False)
 
 
 def _fingerprint(batch) -> str:
