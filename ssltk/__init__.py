@@ -18,6 +18,10 @@ from ssltk.views import DeltaRange, ViewRequest
 # Names whose modules import torch load on first use (PEP 562), so that `import ssltk` and the
 # CLI's help stay fast: `ssltk --help` would otherwise spend seconds importing torch.
 _LAZY = {
+    # The Python API (ssltk/api.py); `ssltk.probe(...)` is the probe package, callable.
+    "pretrain": "ssltk.api",
+    "embed": "ssltk.api",
+    "export": "ssltk.api",
     "Backbone": "ssltk.backbones",
     "BackboneFamily": "ssltk.backbones",
     "Batch": "ssltk.batch",
@@ -48,6 +52,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from ssltk.api import embed, export, pretrain
     from ssltk.backbones import Backbone, BackboneFamily
     from ssltk.batch import Batch, BatchContractError, validate_batch
     from ssltk.ema import EMA, TargetRequest
@@ -126,6 +131,8 @@ __all__ = [
     "all_reduce_sum",
     "collapse_stats",
     "ddp_mean",
+    "embed",
+    "export",
     "gather_nograd",
     "gather_with_grad",
     "get_plugin_manager",
@@ -133,6 +140,8 @@ __all__ = [
     "hookimpl",
     "masked_infonce",
     "near",
+    "pretrain",
+    "probe",
     "same",
     "validate_batch",
     "world",

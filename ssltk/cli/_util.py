@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ssltk.errors import SsltkError, one_line
 from ssltk.plugins import SsltkPluginManager, get_plugin_manager
@@ -53,14 +54,12 @@ def debug_enabled() -> bool:
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":
-    """Print one line to stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True, highlight=False)
+    """Print one line to stderr (the text as written: never read as rich markup) and return the Exit to raise."""
+    _print(message)
     return typer.Exit(code)
 
 
 def _print(message: str) -> None:
-    from rich.markup import escape
-
     err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
 
 
@@ -121,12 +120,13 @@ def print_json(obj: Any) -> None:
 
 
 def print_key_values(title: str, rows) -> None:
-    """A two-column key/value table (the human form of a command's ``--json`` summary)."""
+    """A two-column key/value table (the human form of a command's ``--json`` summary); plain text, never markup."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, show_header=False)
+    table = Table(title=Text(title), show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(Text(str(key)), Text(str(value)))
     console.print(table)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from ssltk.cli._util import AppState, console, err_console, friendly, print_json, print_key_values
 
@@ -109,10 +110,10 @@ def register(app: typer.Typer, state: AppState) -> None:
 
         problems = verify_bundle(path)
         if problems:
-            err_console.print(f"[bold red]{path}: {len(problems)} problem(s)[/]")
+            err_console.print(f"[bold red]{escape(str(path))}: {len(problems)} problem(s)[/]", soft_wrap=True)
             for problem in problems:
-                err_console.print(f"  - {problem}", soft_wrap=True)
+                err_console.print(f"  - {problem}", soft_wrap=True, markup=False, highlight=False)
             raise typer.Exit(1)
-        console.print(verify_summary(path, read_manifest(path)), soft_wrap=True)
+        console.print(verify_summary(path, read_manifest(path)), soft_wrap=True, markup=False)
 
     app.add_typer(bundle_app, name="bundle")

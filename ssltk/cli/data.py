@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -95,7 +96,7 @@ def _synth_cmd(
     mb = sum(s["bytes"] for s in manifest["shards"]) / 1e6
     console.print(
         f"wrote {manifest['episodes']} episodes, {manifest['segments']} segments, {manifest['frames']} images "
-        f"in {len(manifest['shards'])} shards ({mb:.1f} MB) to {out}"
+        f"in {len(manifest['shards'])} shards ({mb:.1f} MB) to {out}", markup=False
     )
 
 
@@ -146,7 +147,7 @@ def _print_pack_summary(s: dict) -> None:
         table.add_row(label, value)
     console.print(table)
     for msg in s["messages"]:
-        err_console.print(f"[yellow]skipped:[/] {msg}", soft_wrap=True, highlight=False)
+        err_console.print(f"[yellow]skipped:[/] {escape(msg)}", soft_wrap=True, highlight=False)
 
 
 def _inspect_cmd(
@@ -180,7 +181,7 @@ def _inspect_cmd(
     else:
         print_key_values(f"shards: {spec}", summary_rows(info))
         if sheet is not None:
-            console.print(f"contact sheet: {sheet}")
+            console.print(f"contact sheet: {sheet}", markup=False)
     if info["damaged"]:
         _print_damage(info, damage_lines(info), readable=True)
         raise typer.Exit(1)

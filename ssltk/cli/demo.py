@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ssltk.cli._util import AppState, console, friendly
 
@@ -38,5 +39,6 @@ def register(app: typer.Typer, state: AppState) -> None:
             from ssltk.cli.probe import run_and_show_probe
 
             run_and_show_probe(Path(cfg.out))
-        console.print(f"\nBundle: [bold green]{Path(cfg.out).resolve()}[/]")
-        console.print(f"Load it anywhere with: timm.create_model('local-dir:{Path(cfg.out).resolve()}', pretrained=True)")
+        console.print(f"\nBundle: [bold green]{escape(str(Path(cfg.out).resolve()))}[/]")
+        console.print(f"Load it anywhere with: timm.create_model('local-dir:{Path(cfg.out).resolve()}', pretrained=True)",
+                      markup=False, soft_wrap=True)

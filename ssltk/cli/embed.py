@@ -1,4 +1,4 @@
-"""``ssltk embed`` and ``ssltk export``: thin wrappers over :func:`ssltk.embed.embed` and :func:`ssltk.export.export`."""
+"""``ssltk embed`` and ``ssltk export``: thin wrappers over :func:`ssltk.embedding.embed` and :func:`ssltk.exporter.export`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.markup import escape
 
 from ssltk.cli._util import AppState, console, friendly, print_json, print_key_values
 
@@ -17,7 +16,7 @@ def run_embed(bundle: str, *, data, out: str, pool: str, cameras, batch_size: in
     import logging
 
     from ssltk.cli.progress import log_lines_to_stderr
-    from ssltk.embed import embed, logger
+    from ssltk.embedding import embed, logger
 
     if console.is_terminal and not as_json:
         with console.status("[bold]ssltk embed[/]: encoding frames ...") as status:
@@ -56,10 +55,10 @@ def register(app: typer.Typer, state: AppState) -> None:
             print_json(result.as_dict())
             return
         print_key_values("embeddings written", [
-            ("file", escape(str(result.out))), ("rows", str(result.rows)), ("dim", str(result.dim)),
-            ("pool", result.pool), ("cameras", escape(", ".join(result.cameras))),
-            ("ego fields", escape(", ".join(result.ego_fields) or "none")),
-            ("files", escape(", ".join(Path(f).name for f in result.files))),
+            ("file", str(result.out)), ("rows", str(result.rows)), ("dim", str(result.dim)),
+            ("pool", result.pool), ("cameras", ", ".join(result.cameras)),
+            ("ego fields", ", ".join(result.ego_fields) or "none"),
+            ("files", ", ".join(Path(f).name for f in result.files)),
         ])  # fmt: skip
 
     @app.command("export")
@@ -74,14 +73,14 @@ def register(app: typer.Typer, state: AppState) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Export a bundle's backbone (pooled features, dynamic batch axis) to ONNX or TorchScript."""
-        from ssltk.export import export
+        from ssltk.exporter import export
 
         result = export(bundle, format=format, out=out, opset=opset, check=check, overwrite=overwrite)
         if as_json:
             print_json(result.as_dict())
             return
-        rows = [("file", escape(str(result.out))), ("format", result.format), ("input", f"{result.input_name} [N, {', '.join(map(str, result.input_size))}] float32"),
-                ("output", f"{result.output_name} [N, {result.num_features}]"), ("preprocessing", escape(str(result.preprocess_file)))]
+        rows = [("file", str(result.out)), ("format", result.format), ("input", f"{result.input_name} [N, {', '.join(map(str, result.input_size))}] float32"),
+                ("output", f"{result.output_name} [N, {result.num_features}]"), ("preprocessing", str(result.preprocess_file))]
         if result.max_abs_diff is not None:
             rows.append(("max |export - torch|", f"{result.max_abs_diff:.2e}"))
         print_key_values("exported", rows)

@@ -68,8 +68,8 @@ def summary_panel(result) -> Panel:
     table.add_row("steps", str(result.steps))
     table.add_row("throughput", f"{result.samples_per_s:.1f} samples/s")
     for k, v in result.final.items():
-        table.add_row(k, f"{v:.4f}")
-    table.add_row("skipped samples", ", ".join(f"{k}={v}" for k, v in result.skipped.items() if v) or "none")
+        table.add_row(Text(k), f"{v:.4f}")
+    table.add_row("skipped samples", Text(", ".join(f"{k}={v}" for k, v in result.skipped.items() if v) or "none"))
     if result.data_wait is not None:
         table.add_row("data wait", f"{100 * result.data_wait:.0f}% of step time")
     return Panel(table, title="pretraining finished", expand=False)

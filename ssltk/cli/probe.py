@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 import typer
+from rich.markup import escape
 
 from ssltk.cli._util import AppState, console, friendly, print_json
 from ssltk.errors import UsageError
@@ -59,17 +60,17 @@ def run_and_show_probe(
         result = run_probe(bundle, data, **kwargs)
     else:
         what = f"{Path(bundle).name}, random inits" if bundle is not None else "the data baselines"
-        with console.status(f"[bold]ssltk probe[/]: encoding frames with {what} and raw pixels ..."):
+        with console.status(f"[bold]ssltk probe[/]: encoding frames with {escape(what)} and raw pixels ..."):
             result = run_probe(bundle, data, **kwargs)
     if as_json:
         print_json(result)
         return result
     console.print(render_table(result, console.width))
     for line in footnotes(result):
-        console.print(f"[dim]{line}[/]", soft_wrap=True)
+        console.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
     written = result.get("written", {})
     console.print(f"Results: {written.get('json')}  chart: {written.get('chart')}"
-                  + (f"  bundle: {written['bundle']}" if "bundle" in written else ""))
+                  + (f"  bundle: {written['bundle']}" if "bundle" in written else ""), markup=False)
     console.print(f"[dim]{result['timing_s']['total']:.1f} s ({result['timing_s']['frames_encoded_per_model']} frames per model)[/]")
     return result
 
