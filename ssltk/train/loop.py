@@ -407,7 +407,8 @@ def _write_bundle(cfg: TrainConfig, model: SSLModel, plan: ViewPlan, data: DataI
     from ssltk.bundle import describe_data, write_bundle
     from ssltk.objectives import options_dict
 
-    curve = plot_loss_curve(MetricsLog.rows_of(cfg.out), Path(cfg.out))
+    names = ", ".join(f"{n}×{model.weights[n]:g}" if len(model.objectives) > 1 else n for n in model.objectives)
+    curve = plot_loss_curve(MetricsLog.rows_of(cfg.out), Path(cfg.out), title=f"{names} on {cfg.backbone}")
     manifest = {
         "objectives": [
             {
