@@ -32,6 +32,22 @@ RECIPES: dict[str, dict] = {
                         "_config": {"image_size": 96}},
     "future-prediction": {"future-prediction": {}},
     "temporal+future": {"temporal-infonce": {}, "future-prediction": {"weight": 0.5}},
+    # layout lever: the pooled embedding must also decode a 16x16 thumbnail (linear decoder)
+    "layout": {"layout-prediction": {}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
+    "temporal-geo+layout": {"temporal-infonce": {}, "layout-prediction": {"weight": 1.0},
+                            "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
+    "temporal-geo+layout-future": {"temporal-infonce": {}, "layout-prediction": {"weight": 1.0, "dt": "2-6"},
+                                   "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
+    "per-frame+layout": {"per-frame": {}, "layout-prediction": {"weight": 1.0}},
+    "layout-future": {"layout-prediction": {"dt": "2-6"}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
+    "layout-96": {"layout-prediction": {}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5},
+                  "_config": {"image_size": 96}},
+    "per-frame-96": {"per-frame": {}, "_config": {"image_size": 96}},
+    "layout-32": {"layout-prediction": {"side": 32}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
+    "layout-noaug": {"layout-prediction": {}, "_augment": {"enabled": False}},
+    "layout+temporal": {"layout-prediction": {}, "temporal-infonce": {"weight": 0.25},
+                        "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
+    "layout-fixed": {"layout-prediction": {"normalize": "fixed"}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
 }
 # The probe rows the recipe is judged on (probe name prefix, metric).
 KEY_ROWS = ("yaw_rate", "speed", "steering", "lane_offset", "waypoint", "temporal", "cross-camera")
