@@ -17,6 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
+GEO = {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}  # the geometry-safe views
 RECIPES: dict[str, dict] = {
     "per-frame": {"per-frame": {}},
     "temporal": {"temporal-infonce": {}},
@@ -47,6 +48,11 @@ RECIPES: dict[str, dict] = {
     "layout-noaug": {"layout-prediction": {}, "_augment": {"enabled": False}},
     "layout+temporal": {"layout-prediction": {}, "temporal-infonce": {"weight": 0.25},
                         "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
+    # edge targets (ceiling scan in docs/objectives/layout-prediction.md): grey edge magnitudes, per image
+    "layout-e8": {"layout-prediction": {"target": "edges", "side": 8}, "_augment": GEO},
+    "layout-pe8": {"layout-prediction": {"target": "pixels+edges", "side": 8}, "_augment": GEO},
+    "layout-p8e16": {"layout-prediction": {"target": "pixels+edges", "side": 8, "edge_side": 16}, "_augment": GEO},
+    "layout-pe16": {"layout-prediction": {"target": "pixels+edges", "side": 16}, "_augment": GEO},
     "layout-fixed": {"layout-prediction": {"normalize": "fixed"}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
 }
 # The probe rows the recipe is judged on (probe name prefix, metric).

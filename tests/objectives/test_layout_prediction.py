@@ -7,7 +7,15 @@ import torch
 
 import ssltk
 from ssltk.testing import check_objective, fake_batch_for
-from ssltk_builtins.layout_prediction import PER_IMAGE_EPS, PIXEL_MEAN, PIXEL_STD, LayoutPrediction, thumbnails
+from ssltk_builtins.layout_prediction import (
+    EDGE_EPS,
+    PER_IMAGE_EPS,
+    PIXEL_MEAN,
+    PIXEL_STD,
+    LayoutPrediction,
+    edge_maps,
+    thumbnails,
+)
 
 D = 10
 
@@ -53,6 +61,78 @@ def test_per_image_thumbnails_drop_colour_and_brightness():
     torch.testing.assert_close(thumbnails(brighter, 4, per_image=True), th, rtol=0, atol=1e-4)
     flat = torch.full((1, 3, 16, 16), 90, dtype=torch.uint8)
     assert thumbnails(flat, 4, per_image=True).abs().max() < 1e-4  # a flat image is all zeros, not noise
+
+
+def _naive_edges(img: torch.Tensor, side: int) -> torch.Tensor:
+    """``uint8 [C, H, W]`` -> ``[2, side, side]`` by loops: |grey(x+1) - grey(x)| and |grey(y+1) - grey(y)|,
+    block means over the (W-1)- and (H-1)-wide difference images, then (e - mean) / (std + eps) over both."""
+    C, H, W = img.shape
+    grey = [[sum(float(img[c, i, j]) for c in range(C)) / C / 255 for j in range(W)] for i in range(H)]
+    gx = [[abs(grey[i][j + 1] - grey[i][j]) for j in range(W - 1)] for i in range(H)]
+    gy = [[abs(grey[i + 1][j] - grey[i][j]) for j in range(W)] for i in range(H - 1)]
+
+    def pool(m):  # adaptive average pooling: cell k covers [floor(k*n/side), ceil((k+1)*n/side))
+        n_i, n_j = len(m), len(m[0])
+        out = []
+        for a in range(side):
+            i0, i1 = (a * n_i) // side, -((-(a + 1) * n_i) // side)
+            row = []
+            for b in range(side):
+                j0, j1 = (b * n_j) // side, -((-(b + 1) * n_j) // side)
+                vals = [m[i][j] for i in range(i0, i1) for j in range(j0, j1)]
+                row.append(sum(vals) / len(vals))
+            out.append(row)
+        return out
+
+    e = torch.tensor([pool(gx), pool(gy)], dtype=torch.float64)
+    return ((e - e.mean()) / (e.std() + EDGE_EPS)).float()
+
+
+def test_edge_maps_are_standardised_pooled_grey_gradients():
+    g = torch.Generator().manual_seed(4)
+    frames = torch.randint(0, 256, (2, 3, 12, 10), generator=g, dtype=torch.uint8)
+    e = edge_maps(frames, 4)
+    assert e.shape == (2, 2, 4, 4)
+    for b in range(2):
+        torch.testing.assert_close(e[b], _naive_edges(frames[b], 4), rtol=0, atol=1e-4)
+    assert edge_maps(torch.zeros(5, 2, 3, 16, 16, dtype=torch.uint8), 8).shape == (5, 2, 2, 8, 8)  # leading dims kept
+
+
+def test_edge_maps_ignore_colour_brightness_and_contrast():
+    # a vertical bar: its edges are the target, whatever its colour, brightness or contrast
+    img = torch.full((1, 3, 16, 16), 60, dtype=torch.uint8)
+    img[:, :, :, 6:9] = 120
+    base = edge_maps(img, 4)
+    assert base.std() > 0.9  # standardised
+    recoloured = img.clone()
+    recoloured[:, 0] += 30  # colour shift: grey changes by a constant, edges do not
+    stronger = ((img.int() - 60) * 2 + 60).to(torch.uint8)  # double the contrast
+    torch.testing.assert_close(edge_maps(recoloured, 4), base, rtol=0, atol=1e-4)
+    torch.testing.assert_close(edge_maps(stronger, 4), base, rtol=0.03, atol=1e-4)  # only EDGE_EPS differs
+    assert edge_maps(torch.full((1, 3, 16, 16), 77, dtype=torch.uint8), 4).abs().max() < 1e-6  # flat: zeros
+    # the bar's columns carry the horizontal edges; nothing crosses it vertically
+    assert base[0, 0, :, 1:3].mean() > base[0, 0, :, [0, 3]].mean()
+    assert base[0, 1].std() < 1e-5
+
+
+@pytest.mark.parametrize("target, side, edge_side, size", [
+    ("pixels", 4, 0, 3 * 16), ("edges", 4, 0, 2 * 16), ("pixels+edges", 4, 0, 3 * 16 + 2 * 16),
+    ("pixels+edges", 4, 8, 3 * 16 + 2 * 64),
+])
+def test_targets_are_the_thumbnail_then_the_edge_maps(target, side, edge_side, size):
+    obj = LayoutPrediction.from_options(D, side=side, edge_side=edge_side, target=target)
+    assert obj.target_size() == size and obj.decoder.out_features == size
+    frames = fake_batch_for(obj, 3, ("front",), seed=5, missing=0.0)["frames"][:, 0]  # [B, V, C, H, W]
+    t = obj.targets(frames)
+    assert t.shape == (*frames.shape[:2], size)
+    parts = []
+    if "pixels" in target:
+        parts.append(thumbnails(frames, side, per_image=True).flatten(-3))
+    if "edges" in target:
+        parts.append(edge_maps(frames, edge_side or side).flatten(-3))
+    torch.testing.assert_close(t, torch.cat(parts, -1), rtol=0, atol=0)
+    out = obj(torch.randn(*frames.shape[:2], D)[:, None], {**fake_batch_for(obj, 3, ("front",), seed=5, missing=0.0)})
+    assert torch.isfinite(out.loss)
 
 
 def _inputs(obj, seed=0, missing=0.2, B=8, cameras=("front", "rear")):
@@ -128,7 +208,8 @@ def test_future_version_predicts_the_later_frame_and_is_told_dt():
     assert float(obj(emb, {**batch, "frames": swapped}).loss) != pytest.approx(float(out.loss))
 
 
-@pytest.mark.parametrize("opts", [dict(), dict(dt="2-6", hidden_dim=16, gray=True, side=8, normalize="fixed")])
+@pytest.mark.parametrize("opts", [dict(), dict(dt="2-6", hidden_dim=16, gray=True, side=8, normalize="fixed"),
+                                  dict(target="pixels+edges", side=8, edge_side=4)])
 def test_passes_the_objective_contract(opts):
     check_objective(LayoutPrediction, options=opts)
 
@@ -139,6 +220,8 @@ def test_passes_the_objective_contract(opts):
     (dict(hidden_dim=-1), "hidden_dim must be >= 0"),
     (dict(camera=","), "camera must be"),
     (dict(normalize="batch"), "normalize must be 'image' or 'fixed'"),
+    (dict(target="flow"), "target must be one of pixels, edges, pixels\\+edges"),
+    (dict(edge_side=1), "edge_side must be 0 or 2..64"),
 ])
 def test_bad_options_say_what_is_wrong(bad, match):
     with pytest.raises(ssltk.UsageError, match=match):
