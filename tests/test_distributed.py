@@ -128,7 +128,8 @@ def test_torchrun_two_ranks_odd_shards_two_workers_finishes_with_one_bundle(tmp_
     out = tmp_path / "run"
     res = _torchrun(["--data", str(shards), "--out", str(out), "--steps", "4", "--backbone", "test_resnet",
                      "--image-size", "32", "--batch-size", "8", "--num-workers", "2",
-                     "--set", "temporal-infonce.dt=1-4", "--set", "log_every=1", "--set", "checkpoint_every=2"],
+                     "-o", "temporal-infonce", "--set", "temporal-infonce.dt=1-4", "--set", "log_every=1",
+                     "--set", "checkpoint_every=2"],
                     timeout=300)  # the bound: a hang fails here instead of blocking CI
     assert res.returncode == 0, res.stderr[-3000:]
     manifest = json.loads((out / "ssltk.json").read_text())

@@ -56,7 +56,7 @@ def test_dry_run_prints_resolved_config_with_precedence(app, tmp_path):
 
 
 def test_set_overrides_objective_option_and_top_level_key(app):
-    r = invoke(app, ["--dry-run", "--set", "temporal-infonce.temperature=0.2", "--set", "lr=0.01"])
+    r = invoke(app, ["--dry-run", "-o", "temporal-infonce", "--set", "temporal-infonce.temperature=0.2", "--set", "lr=0.01"])
     assert r.exit_code == 0, r.output
     out = yaml.safe_load(r.output)
     assert out["lr"] == 0.01
@@ -72,8 +72,8 @@ def test_set_overrides_objective_option_and_top_level_key(app):
         (["--steps", "0"], "steps must be >= 1"),
         (["--batch-size", "1"], "too small"),
         (["--set", "lr=fast"], "lr must be a number"),
-        (["--set", "temporal-infonce.temperature=-1"], "temperature"),
-        (["--set", "temporal-infonce.nope=1"], "unknown option"),
+        (["-o", "temporal-infonce", "--set", "temporal-infonce.temperature=-1"], "temperature"),
+        (["-o", "temporal-infonce", "--set", "temporal-infonce.nope=1"], "unknown option"),
         (["-o", "temporal-infonce=abc"], "weight"),
         (["--config", "/nonexistent.yaml"], "no such file"),
     ],
@@ -90,7 +90,7 @@ def test_data_path_with_no_shards(app, tmp_path):
 
 
 def test_dt_longer_than_segments(app, shards, tmp_path):
-    r = invoke(app, [*TINY, "--data", str(shards), "--out", str(tmp_path / "o"), "--set", "temporal-infonce.dt=20"])
+    r = invoke(app, [*TINY, "--data", str(shards), "--out", str(tmp_path / "o"), "-o", "temporal-infonce", "--set", "temporal-infonce.dt=20"])
     assert "segments" in one_line_error(r)
 
 

@@ -26,7 +26,7 @@ from ssltk.testing.shards import write_tiny_shards
 runner = CliRunner()
 BASE = ["--backbone", "test_resnet", "--image-size", "32", "--batch-size", "8", "--num-workers", "0",
         "--set", "warmup_steps=1", "--set", "threads=1"]
-TINY = [*BASE, "--set", "temporal-infonce.dt=1-4"]
+TINY = [*BASE, "-o", "temporal-infonce", "--set", "temporal-infonce.dt=1-4"]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def _bad_inputs(tmp: Path, shards: Path) -> dict[str, list[str]]:
         "missing data": ["--data", str(tmp / "nonexistent")],
         "empty folder": ["--data", str(tmp / "empty")],
         "folder of PNGs": ["--data", str(tmp / "pngs")],
-        "dt too long": ["--data", str(shards), "--set", "temporal-infonce.dt=30"],
+        "dt too long": ["--data", str(shards), "-o", "temporal-infonce", "--set", "temporal-infonce.dt=30"],
         "unknown anchor camera": ["--data", str(shards), "--set", "anchor_camera=left_wing"],
         "unreadable init": ["--data", str(shards), "--init", str(tmp / "bad.pth")],
         "tagged timm name": ["--data", str(shards), "--backbone", "resnet50.a1_in1k"],

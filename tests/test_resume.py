@@ -37,9 +37,8 @@ def _cfg(shards: Path, out: Path, steps: int = 6, **kw):
         num_workers=0, log_every=1, checkpoint_every=2, warmup_steps=1, threads=1,
     )
     base.update(kw)
-    cfg = load_config(None, base)
-    cfg.objectives[0].options["dt"] = "1-4"
-    return cfg
+    base.setdefault("objectives", {"temporal-infonce": {"dt": "1-4"}})  # explicit: not whatever the default is
+    return load_config(None, base)
 
 
 def _cli_args(shards: Path, out: Path, steps: int = 6) -> list[str]:
@@ -47,7 +46,7 @@ def _cli_args(shards: Path, out: Path, steps: int = 6) -> list[str]:
         sys.executable, "-m", "ssltk", "pretrain", "--data", str(shards), "--out", str(out), "--steps", str(steps),
         "--backbone", "test_resnet", "--image-size", "32", "--batch-size", "8", "--num-workers", "0",
         "--set", "log_every=1", "--set", "checkpoint_every=2", "--set", "warmup_steps=1", "--set", "threads=1",
-        "--set", "temporal-infonce.dt=1-4",
+        "-o", "temporal-infonce", "--set", "temporal-infonce.dt=1-4",
     ]
 
 
