@@ -85,13 +85,13 @@ class LayoutOptions:
     """Options of ``layout-prediction``."""
 
     dt: str = field(default="0", metadata={"help": "Δt of the predicted frame in frames ('0' = the frame itself, '2-6' = a future one)"})
-    side: int = field(default=16, metadata={"help": "thumbnail side in pixels (the target is side × side × channels)"})
+    side: int = field(default=8, metadata={"help": "thumbnail side in pixels (the target is side × side × channels)"})
     gray: bool = field(default=False, metadata={"help": "predict a grey thumbnail instead of RGB"})
     camera: str = field(default="anchor", metadata={"help": "'anchor', 'all' or comma-separated names; each camera predicts its own frame"})
     hidden_dim: int = field(default=0, metadata={"help": "decoder hidden width (0 = a linear decoder)"})
     normalize: str = field(default="image", metadata={"help": "target pixels: 'image' = each thumbnail standardised by its own mean/std, 'fixed' = (x-0.45)/0.25"})
-    target: str = field(default="pixels", metadata={"help": "what is decoded: 'pixels' (the thumbnail), 'edges' (grey edge magnitudes) or 'pixels+edges'"})
-    edge_side: int = field(default=0, metadata={"help": "side of the edge map (0 = the same as side)"})
+    target: str = field(default="pixels+edges", metadata={"help": "what is decoded: 'pixels' (the thumbnail), 'edges' (grey edge magnitudes) or 'pixels+edges'"})
+    edge_side: int = field(default=16, metadata={"help": "side of the edge map (0 = the same as side)"})
 
     def validate(self) -> None:
         if str(self.dt).strip() not in ("0", ""):

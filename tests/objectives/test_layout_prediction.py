@@ -143,7 +143,7 @@ def _inputs(obj, seed=0, missing=0.2, B=8, cameras=("front", "rear")):
 
 
 def test_loss_is_the_mse_over_valid_cells():
-    obj = LayoutPrediction.from_options(D, side=4, normalize="fixed")
+    obj = LayoutPrediction.from_options(D, side=4, normalize="fixed", target="pixels")
     emb, batch = _inputs(obj)
     assert emb.shape[1] == 1  # dt=0: the anchor frame only
     out = obj(emb, batch)
@@ -163,7 +163,7 @@ def test_loss_is_the_mse_over_valid_cells():
 
 
 def test_a_perfect_decoder_gives_zero_loss_and_r2_one():
-    obj = LayoutPrediction.from_options(3 * 4 * 4, side=4)  # normalize="image"
+    obj = LayoutPrediction.from_options(3 * 4 * 4, side=4, target="pixels")  # normalize="image"
     batch = fake_batch_for(obj, 6, ("front",), seed=3, missing=0.0)
     emb = thumbnails(batch["frames"], 4, per_image=True).flatten(-3)  # the embedding *is* the thumbnail
     with torch.no_grad():
@@ -172,6 +172,20 @@ def test_a_perfect_decoder_gives_zero_loss_and_r2_one():
     out = obj(emb, batch)
     assert float(out.loss) == pytest.approx(0.0, abs=1e-10)
     assert out.metrics["r2"] == pytest.approx(1.0)
+
+
+def test_the_default_target_is_an_8px_thumbnail_and_a_16px_edge_map():
+    obj = LayoutPrediction(6)  # defaults
+    assert (obj.options.target, obj.options.side, obj.options.edge_side) == ("pixels+edges", 8, 16)
+    assert obj.target_size() == 3 * 8 * 8 + 2 * 16 * 16
+    batch = fake_batch_for(obj, 4, ("front",), seed=2, missing=0.0)
+    big = LayoutPrediction(obj.target_size())
+    emb = big.targets(batch["frames"])  # the embedding *is* the target
+    with torch.no_grad():
+        big.decoder.weight.copy_(torch.eye(obj.target_size()))
+        big.decoder.bias.zero_()
+    out = big(emb, batch)
+    assert float(out.loss) == pytest.approx(0.0, abs=1e-10) and out.metrics["r2"] == pytest.approx(1.0)
 
 
 def test_masked_cells_do_not_change_the_loss():
@@ -184,7 +198,7 @@ def test_masked_cells_do_not_change_the_loss():
 
 
 def test_future_version_predicts_the_later_frame_and_is_told_dt():
-    obj = LayoutPrediction.from_options(D, side=4, dt="2-4", camera="all")
+    obj = LayoutPrediction.from_options(D, side=4, dt="2-4", camera="all", target="pixels")
     req = obj.views()
     assert len(req.deltas) == 1 and (req.deltas[0].lo, req.deltas[0].hi) == (2, 4)
     emb, batch = _inputs(obj, missing=0.2)
