@@ -12,6 +12,9 @@ is held out; the script prints the loss and the average displacement error
 
 Also importable: ``main(bundle, data, steps)`` returns those numbers.
 
+With ``--frames 2`` the policy sees frames ``t - 1`` and ``t`` (one backbone, shared): its head gets
+``[f(t), f(t-1), f(t) - f(t-1)]``, so speed and turning, which one frame does not show, are visible.
+
 A label-fraction curve compares several backbones on the same held-out episodes:
 
     python examples/waypoint_finetune.py runs/new/ shards/ --compare per-frame=runs/pf/ \
@@ -90,8 +93,9 @@ def decode(data: bytes, size: tuple[int, int]) -> np.ndarray:
     return np.array(image.resize((size[1], size[0]), Image.BICUBIC))
 
 
-def build_examples(episodes: dict[str, Episode], names: list[str], cfg: dict, horizons=HORIZONS_S):
-    """Normalised images ``[N, 3, H, W]`` and targets ``[N, K, 2]`` (metres) for every usable anchor frame."""
+def build_examples(episodes: dict[str, Episode], names: list[str], cfg: dict, horizons=HORIZONS_S, frames: int = 1):
+    """Normalised images ``[N, 3, H, W]`` (``[N, frames, 3, H, W]`` with ``frames > 1``: frames ``t - frames + 1 .. t``)
+    and targets ``[N, K, 2]`` (metres) for every usable anchor frame."""
     size = tuple(cfg["input_size"][1:])
     mean = torch.tensor(cfg["mean"]).view(3, 1, 1)
     std = torch.tensor(cfg["std"]).view(3, 1, 1)
@@ -104,8 +108,12 @@ def build_examples(episodes: dict[str, Episode], names: list[str], cfg: dict, ho
             needed = [t] + [t + k for k in offsets]
             if not all(s in track["x"] and s in track["y"] and s in track["heading"] for s in needed):
                 continue
-            x = torch.from_numpy(decode(data, size)).permute(2, 0, 1).float() / 255
-            xs.append((x - mean) / std)
+            steps = list(range(t - frames + 1, t + 1))
+            if not all(s in ep.images for s in steps):
+                continue
+            x = torch.stack([torch.from_numpy(decode(ep.images[s], size)).permute(2, 0, 1).float() / 255 for s in steps])
+            x = (x - mean) / std
+            xs.append(x if frames > 1 else x[0])
             ys.append(torch.from_numpy(waypoints_in_ego_frame(track["x"], track["y"], track["heading"], t, offsets)))
     if not xs:
         raise SystemExit(f"no frame has ego data {max(horizons)} s ahead; use longer episodes or shorter horizons")
@@ -113,16 +121,28 @@ def build_examples(episodes: dict[str, Episode], names: list[str], cfg: dict, ho
 
 
 class WaypointModel(nn.Module):
-    """Backbone features -> MLP -> ``K`` future ``(dx, dy)`` in units of ``scale`` metres."""
+    """Backbone features -> MLP -> ``K`` future ``(dx, dy)`` in units of ``scale`` metres.
 
-    def __init__(self, backbone: nn.Module, horizons: int, scale: float) -> None:
+    ``frames = 2``: images ``[N, 2, 3, H, W]`` (``t - 1``, ``t``); the head gets ``[f(t), f(t-1), f(t) - f(t-1)]``.
+    """
+
+    def __init__(self, backbone: nn.Module, horizons: int, scale: float, frames: int = 1) -> None:
         super().__init__()
+        if frames not in (1, 2):
+            raise SystemExit(f"frames must be 1 or 2, got {frames}")
         self.backbone = backbone
-        self.head = nn.Sequential(nn.Linear(backbone.num_features, 128), nn.GELU(), nn.Linear(128, 2 * horizons))
+        self.frames = frames
+        width = backbone.num_features * (3 if frames == 2 else 1)
+        self.head = nn.Sequential(nn.Linear(width, 128), nn.GELU(), nn.Linear(128, 2 * horizons))
         self.scale = scale
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images)).view(images.shape[0], -1, 2)
+        if self.frames == 1:
+            feats = self.backbone(images)
+        else:
+            f = self.backbone(images.flatten(0, 1)).view(images.shape[0], 2, -1)
+            feats = torch.cat([f[:, 1], f[:, 0], f[:, 1] - f[:, 0]], dim=1)
+        return self.head(feats).view(images.shape[0], -1, 2)
 
 
 @torch.no_grad()
@@ -157,12 +177,12 @@ def split_episodes(names: list[str], label_fraction: float = 1.0, seed: int = 0)
 
 def main(bundle: str, data: str, steps: int = 200, *, batch_size: int = 16, lr: float = 1e-3,
          backbone_lr: float = 1e-4, camera: str | None = None, seed: int = 0, device: str = "cpu",
-         label_fraction: float = 1.0, random_init: bool = False, episodes=None) -> dict:
+         label_fraction: float = 1.0, random_init: bool = False, episodes=None, frames: int = 1) -> dict:
     """Fine-tune and return ``{"loss_before", "loss_after", "ade_before", "ade_after", "ade_horizons", "train", "val"}``.
 
     ``label_fraction``: share of the training episodes whose labels are used; ``random_init``: the
     bundle's architecture with random weights (the baseline); ``episodes``: ``read_episodes``' result,
-    to reuse it across calls. ``ade_horizons`` maps each horizon (s) to its held-out error (m).
+    to reuse it across calls; ``frames``: 1 (frame ``t``) or 2 (``t - 1`` and ``t``). ``ade_horizons`` maps each horizon (s) to its held-out error (m).
     """
     random.seed(seed)
     torch.manual_seed(seed)
@@ -172,11 +192,11 @@ def main(bundle: str, data: str, steps: int = 200, *, batch_size: int = 16, lr: 
 
     episodes, camera = episodes or read_episodes(data, camera)
     train_names, val_names = split_episodes(list(episodes), label_fraction, seed)
-    train_x, train_y = build_examples(episodes, train_names, cfg)
-    val_x, val_y = build_examples(episodes, val_names, cfg)
+    train_x, train_y = build_examples(episodes, train_names, cfg, frames=frames)
+    val_x, val_y = build_examples(episodes, val_names, cfg, frames=frames)
     scale = float(train_y.abs().mean()) or 1.0  # targets in metres -> about unit size
 
-    model = WaypointModel(backbone, train_y.shape[1], scale).to(device)
+    model = WaypointModel(backbone, train_y.shape[1], scale, frames).to(device)
     train_x, train_y, val_x, val_y = (t.to(device) for t in (train_x, train_y, val_x, val_y))
     optimizer = torch.optim.AdamW(
         [{"params": model.backbone.parameters(), "lr": backbone_lr}, {"params": model.head.parameters(), "lr": lr}],
@@ -243,13 +263,15 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--camera", default=None, help="camera to use (default: front, else the first)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--frames", type=int, default=1, help="1: the policy sees frame t; 2: frames t-1 and t")
     parser.add_argument("--label-fraction", type=float, default=1.0, help="share of training episodes with labels")
     parser.add_argument("--random-init", action="store_true", help="also (or, alone: only) a random init of the bundle's architecture")
     parser.add_argument("--compare", action="append", default=[], metavar="NAME=BUNDLE", help="another bundle for the curve")
     parser.add_argument("--fractions", default=None, help="label fractions for a curve, e.g. 0.1,1")
     parser.add_argument("--seeds", default="0", help="fine-tuning seeds for a curve, e.g. 0,1")
     args = parser.parse_args()
-    common = dict(steps=args.steps, batch_size=args.batch_size, camera=args.camera, device=args.device)
+    common = dict(steps=args.steps, batch_size=args.batch_size, camera=args.camera, device=args.device,
+                  frames=args.frames)
     if args.fractions or args.compare:
         models = {"bundle": args.bundle}
         for spec in args.compare:

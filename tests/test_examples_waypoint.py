@@ -186,3 +186,38 @@ def test_curve_has_every_model_fraction_and_seed(wp, data_and_bundle):
     md = wp.markdown(table)
     assert md.splitlines()[0] == "| model | labels | ADE +0.5 s | ADE +1 s | ADE +2 s |"
     assert "| mine | 50% |" in md and "| random init | 100% |" in md and len(md.splitlines()) == 2 + 4
+
+
+def test_two_frame_examples_stack_the_previous_and_the_current_frame(wp, data_and_bundle):
+    shards, _ = data_and_bundle
+    episodes, _ = wp.read_episodes(str(shards), None)
+    cfg = {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3}
+    one, y1 = wp.build_examples(episodes, ["ep00"], cfg)
+    two, y2 = wp.build_examples(episodes, ["ep00"], cfg, frames=2)
+    assert two.shape == (len(one) - 1, 2, 3, 32, 32)  # frame 0 has no t - 1
+    torch.testing.assert_close(two[:, 1], one[1:])  # slot 1 is frame t
+    torch.testing.assert_close(two[:, 0], one[:-1])  # slot 0 is frame t - 1
+    torch.testing.assert_close(y2, y1[1:])
+
+
+def test_two_frame_model_feeds_the_head_now_before_and_the_change(wp):
+    from timm import create_model
+
+    torch.manual_seed(0)
+    backbone = create_model("resnet18", num_classes=0)
+    model = wp.WaypointModel(backbone, horizons=3, scale=2.0, frames=2).eval()
+    assert model.head[0].in_features == 3 * backbone.num_features
+    x = torch.randn(4, 2, 3, 32, 32)
+    with torch.no_grad():
+        f_prev, f_now = backbone(x[:, 0]), backbone(x[:, 1])
+        want = model.head(torch.cat([f_now, f_prev, f_now - f_prev], 1)).view(4, 3, 2)
+        torch.testing.assert_close(model(x), want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(SystemExit, match="frames must be 1 or 2"):
+        wp.WaypointModel(backbone, horizons=3, scale=1.0, frames=3)
+
+
+def test_two_frame_finetune_runs_and_lowers_the_loss(wp, data_and_bundle):
+    shards, bundle = data_and_bundle
+    result = wp.main(str(bundle), str(shards), steps=25, frames=2)
+    assert (result["train"], result["val"]) == (6 * 19, 2 * 19)
+    assert result["loss_after"] < 0.5 * result["loss_before"]
