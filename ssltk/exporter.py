@@ -3,8 +3,9 @@
 The exported graph maps float32 images ``[N, C, H, W]`` (input ``pixel_values``, already
 normalised with the bundle's mean and std) to pooled features ``[N, D]`` (output
 ``features``); the batch axis is dynamic. The preprocessing is written beside the file
-(``FILE.preprocess.json``: input size, mean, std, interpolation, the features' width and the
-bundle's weights sha256), so a deployment can feed it exactly as training did.
+(``model.onnx.preprocess.json`` / ``model.torchscript.preprocess.json``, the format kept in
+the name: input size, mean, std, interpolation, the features' width and the bundle's weights
+sha256), so a deployment can feed it exactly as training did.
 
 With ``check`` (the default) the export is run on a random batch of 3 and compared with the
 torch model: onnxruntime for ONNX (``pip install 'ssltk[export]'``), ``torch.jit.load`` for
@@ -52,12 +53,12 @@ class ExportResult:
 
 
 def preprocess_path(out: Path) -> Path:
-    """``model.onnx`` / ``model.torchscript.pt`` -> ``model.preprocess.json`` beside it."""
-    name = out.name
-    for suffix in sorted(SUFFIX.values(), key=len, reverse=True):
-        if name.endswith(suffix):
-            return out.with_name(name[: -len(suffix)] + ".preprocess.json")
-    return out.with_name(out.stem + ".preprocess.json")
+    """``model.onnx`` -> ``model.onnx.preprocess.json``, ``model.torchscript.pt`` -> ``model.torchscript.preprocess.json``.
+
+    The format stays in the name, so the ONNX and TorchScript exports of one bundle can sit side by side.
+    """
+    name = out.name[:-3] if out.name.endswith(".pt") and len(out.name) > 3 else out.name
+    return out.with_name(name + ".preprocess.json")
 
 
 def _export_onnx(model, example, out: Path, opset: int) -> None:
