@@ -45,15 +45,32 @@ class Runtime:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has AMX or AVX512-BF16 (bf16 matmul/conv run natively)."""
+def _cpu_flags() -> set[str]:
+    """The CPU feature flags the kernel reports (``flags`` lines of /proc/cpuinfo); empty if unreadable."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
-        if "amx_bf16" in flags or "avx512_bf16" in flags:
-            return True
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return False
+        return set()
+    return {f for line in text.splitlines() if line.startswith("flags") for f in line.partition(":")[2].split()}
+
+
+def cpu_bf16_kind() -> str | None:
+    """``"amx"`` (AMX-BF16 tiles), ``"avx512_bf16"`` (AVX512-BF16 dot products) or None (no native bf16)."""
+    flags = _cpu_flags()
+    if "amx_bf16" in flags:
+        return "amx"
+    if "avx512_bf16" in flags:
+        return "avx512_bf16"
+    return None
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has AMX or AVX512-BF16 (bf16 matmul/conv run natively, via oneDNN).
+
+    Without either (AVX2-only, or AVX512 without BF16, or a non-Linux host where /proc/cpuinfo
+    is missing) oneDNN emulates bf16, which is slower than fp32, so ``auto`` picks fp32.
+    """
+    return cpu_bf16_kind() is not None
 
 
 def resolve_device(name: str) -> torch.device:
