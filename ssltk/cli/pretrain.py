@@ -136,7 +136,8 @@ def register(app: typer.Typer, state: AppState) -> None:
                 raise UsageError(f"--resume {resume}: no {RUN_CONFIG} there; is it an ssltk run folder?")
             if out is not None and Path(out).resolve() != resume.resolve():
                 raise UsageError(f"--resume {resume} continues that folder; leave out --out {out}, or use --out to start a new run")
-            if objective or sets or backbone or data or config or init or image_size or batch_size or seed is not None:
+            if objective or sets or backbone or data or config or init or image_size or batch_size or seed is not None \
+                    or lr is not None or strict is not None:  # not run-time: they were dropped silently
                 raise UsageError("--resume continues a run with its own config; only --steps and run-time options "
                                  "(--device, --precision, --num-workers, --compile, --logger, --tensorboard) may change")
             runtime = {"steps": steps, "out": str(resume), "device": device, "precision": precision,
