@@ -72,6 +72,10 @@ def pretrain(
     if objectives is not None:
         values["objectives"] = _objectives(objectives)
     cfg = load_config(config, values)
+    if resume:
+        from ssltk.train.resume import check_not_finished
+
+        check_not_finished(cfg.out, cfg.steps)
     with training_progress(console, enabled=progress) as on_step:
         return _pretrain(cfg, resume=resume, overwrite=overwrite, progress=on_step)
 

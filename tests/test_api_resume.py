@@ -221,3 +221,21 @@ def test_bar_fits_the_console(width, total):
         assert f"step {total // 3}/{total}" in lines[0] and lines[0].rstrip().endswith("--:--")  # the eta stays
         if width >= 80 and row is typical:  # the whole info at 80 columns and wider
             assert "loss 4.123 lr 1.2e-03 512/s wait 12%" in lines[0], lines[0]
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_needs_more_steps(app, shards, reference, tmp_path):
+    import shutil
+
+    run = Path(shutil.copytree(reference, tmp_path / "runs" / "done"))
+    stamp = (run / "model.safetensors").stat().st_mtime_ns
+    for args in (["--resume", str(run)], ["--resume", "--out", str(tmp_path / "runs")], ["--resume", str(run), "--steps", "4"]):
+        line = one_line_error(runner.invoke(app, ["pretrain", *args]))  # was: the bundle rewritten, 0.0 samples/s
+        assert "finished at step 4" in line and "--steps N with N above 4" in line, args
+    with pytest.raises(UsageError, match="finished at step 4"):
+        ssltk.pretrain(objectives=OBJ, data=shards, out=run, steps=4, resume=True, progress=False, **TINY)
+    assert (run / "model.safetensors").stat().st_mtime_ns == stamp
+    result = runner.invoke(app, ["pretrain", "--resume", str(run), "--steps", "6"])  # more steps: it trains on
+    assert result.exit_code == 0, result.output
+    assert steps_logged(run) == [1, 2, 3, 4, 5, 6]
+    assert json.loads((run / "ssltk.json").read_text())["steps"] == 6

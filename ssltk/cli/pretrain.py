@@ -143,6 +143,9 @@ def register(app: typer.Typer, state: AppState) -> None:
             runtime = {"steps": steps, "out": str(resume), "device": device, "precision": precision,
                        "num_workers": num_workers, "compile": compile_model, "tensorboard": tensorboard, "loggers": loggers}
             cfg = resolve_config(saved, None, None, runtime)  # pretrain() saves it: a later --resume keeps --steps
+            from ssltk.train.resume import check_not_finished
+
+            check_not_finished(resume, cfg.steps)
         else:
             cfg = resolve_config(config, objective, sets, overrides)
         registry = state.registry

@@ -9,7 +9,8 @@ A folder holds an *interrupted run* when it has ``run_config.yaml`` and a comple
   ``--resume`` (continue the saved run) or ``--overwrite`` (start again).
 
 ``--resume`` with no folder resumes ``--out`` itself when it is a run folder, else the most
-recently updated run folder directly under it.
+recently updated run folder directly under it. A finished run (its bundle written) is resumed
+only to train it longer (``--steps`` above its last step); otherwise that is refused in one line.
 """
 
 from __future__ import annotations
@@ -94,3 +95,14 @@ def find_last_run(out: str | Path) -> Path:
     if not runs:
         raise UsageError(f"--resume: no run to resume in {out}; give the run folder, --resume PATH")
     return max(runs, key=lambda p: (p / STATE_DIR).stat().st_mtime)
+
+
+def check_not_finished(folder: str | Path, steps: int) -> None:
+    """Refuse in one line to resume a finished run without more steps (it would only rewrite its bundle)."""
+    folder = Path(folder)
+    if not (folder / MANIFEST).exists():
+        return
+    step = saved_step(folder)
+    if step is not None and steps <= step:
+        raise UsageError(f"--resume {folder}: that run finished at step {step}; pass --steps N with N above {step} "
+                         "to train it longer, or start a new run in another --out")
