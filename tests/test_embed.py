@@ -174,3 +174,11 @@ def test_a_failure_mid_way_leaves_nothing(data, bundle, tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         embed(bundle, str(data), tmp_path / "f.npy", batch_size=4, progress=boom)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_progress_lines_without_a_terminal(app, data, bundle, tmp_path):
+    result = runner.invoke(app, ["embed", str(bundle), "--data", str(data), "--out", str(tmp_path / "f.npy"),
+                                 "--batch-size", "1"])  # 48 batches: a line every 20
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stderr.splitlines() if "embed:" in ln]
+    assert [ln.split("embed: ")[1] for ln in lines] == ["20 frames encoded", "40 frames encoded"], result.stderr
