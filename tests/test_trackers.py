@@ -200,3 +200,30 @@ def test_cli_bad_logger_is_one_line(app, tmp_path, args, expect):
     line = one_line_error(runner.invoke(app, ["pretrain", "--out", str(tmp_path / "r"), *args]))
     assert expect in line
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="mlflow not installed: pip install 'ssltk[mlflow]'")
+def test_mlflow_takes_any_tracking_uri_and_continues_a_run(tmp_path, monkeypatch):
+    import mlflow
+
+    from ssltk.train.trackers import close_trackers, open_trackers
+
+    uri = "sqlite:///" + (tmp_path / "elsewhere.db").as_posix()
+    out = tmp_path / "run"
+    out.mkdir()
+    settings = {"mlflow": {"tracking_uri": uri, "experiment": "exp", "run_name": "r1", "tags": {"team": "a"}}}
+    (tracker,) = open_trackers(settings, out, {"lr": 0.1, "objectives": [{"name": "x", "weight": 1.0}]}, resume=False)
+    tracker.log({"step": 1, "loss": 2.0, "lr": 0.1, "bad": float("nan"), "flag": True})
+    close_trackers([tracker], ok=False)
+    assert not (out / "mlflow.db").exists()  # the given URI, not the default store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # resumed with the URI from the environment
+    (tracker,) = open_trackers({"mlflow": {}}, out, {}, resume=True)
+    tracker.log({"step": 2, "loss": 1.5, "lr": 0.05})
+    close_trackers([tracker], ok=True)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    assert run.info.run_name == "r1" and run.info.status == "FINISHED" and run.data.tags["team"] == "a"
+    assert run.data.params == {"lr": "0.1", "objectives.x.weight": "1.0"}
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")] == [(1, 2.0), (2, 1.5)]
+    assert "bad" not in run.data.metrics and "flag" not in run.data.metrics  # only finite numbers are logged
