@@ -50,6 +50,7 @@ def one_line_error(result, code: int = 2) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 @needs_onnx
 def test_onnx_matches_torch_at_other_batch_sizes(bundle, tmp_path):
     import onnx
