@@ -165,3 +165,47 @@ def test_shared_crop_gives_every_frame_of_a_sample_the_same_box():
     unshared = FrameTransform(16, AugmentConfig(**{**cfg.to_dict(), "shared_crop": False}))
     o = unshared.many([ramp, ramp], random.Random(0), samples=[0, 0])
     assert not torch.equal(o[0], o[1])  # independent boxes by default
+
+
+def _torchvision_chain(img: torch.Tensor, plan: dict) -> torch.Tensor:
+    """torchvision v2's functional ops on float in [0, 1] (no rounding between ops), rounded once."""
+    ops = {"brightness": F.adjust_brightness, "contrast": F.adjust_contrast, "saturation": F.adjust_saturation,
+           "hue": F.adjust_hue}  # fmt: skip
+    ref = img.float().unsqueeze(0) / 255
+    if plan["flip"]:
+        ref = F.horizontal_flip(ref)
+    for name, factor in plan["jitter"]:
+        ref = ops[name](ref, factor)
+    if plan["gray"]:
+        ref = F.rgb_to_grayscale(ref, num_output_channels=3)
+    if plan["blur"]:
+        k, sigma = plan["blur"]
+        ref = F.gaussian_blur(ref, [k, k], [sigma, sigma])
+    return (ref[0] * 255).round().clamp(0, 255)
+
+
+def test_fused_photometric_ops_match_torchvision_on_random_plans():
+    """Random op orders and factors on both sides of 1 (clamps that matter and clamps that don't),
+    grayscale and blur, on frames with saturated regions and decoder (channels-last) strides: every
+    output within 1 of torchvision's chain per channel."""
+    g = torch.Generator().manual_seed(1)
+    t = FrameTransform(24, AugmentConfig(brightness=0.6, contrast=0.6, saturation=0.6, hue=0.1, jitter_p=0.9,
+                                         grayscale_p=0.2, blur_p=0.3, blur_sigma=(0.3, 2.0), hflip_p=0.3))  # fmt: skip
+    rng = random.Random(3)
+    for n in range(120):
+        img = torch.randint(0, 256, (24, 24, 3), generator=g, dtype=torch.uint8)
+        img[: 8 + n % 8] = 250  # a bright band: brightness/contrast/saturation > 1 clamp there
+        img = img.permute(2, 0, 1)  # HWC memory viewed as CHW, as decode_jpeg returns
+        plan = t._draw(rng)
+        out = FrameTransform._apply([img], [plan])[0]
+        assert out.shape == (3, 24, 24) and out.dtype == torch.uint8
+        assert (out.float() - _torchvision_chain(img, plan)).abs().max() <= 1.0, plan
+
+
+@pytest.mark.parametrize("k, sigma", [(3, 0.5), (5, 0.8), (7, 1.2), (11, 1.5)])
+def test_blur_matches_torchvision_gaussian_blur(k, sigma):
+    from ssltk.data.augment import _gaussian_blur
+
+    x = torch.rand(3, 16, 20, generator=torch.Generator().manual_seed(k)) * 255
+    ref = F.gaussian_blur(x.unsqueeze(0), [k, k], [sigma, sigma])[0]
+    assert torch.allclose(_gaussian_blur(x, k, sigma), ref, atol=1e-3)
