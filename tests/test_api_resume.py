@@ -239,3 +239,22 @@ def test_resuming_a_finished_run_needs_more_steps(app, shards, reference, tmp_pa
     assert result.exit_code == 0, result.output
     assert steps_logged(run) == [1, 2, 3, 4, 5, 6]
     assert json.loads((run / "ssltk.json").read_text())["steps"] == 6
+
+
+@pytest.mark.slow
+def test_ssltk_probe_is_callable_and_returns_what_the_cli_prints(app, tmp_path):
+    from probe_helpers import write_probe_shards, write_tiny_bundle
+
+    data = write_probe_shards(tmp_path / "s", episodes=4, length=24, size=24, cameras=("front",))
+    bundle = write_tiny_bundle(tmp_path / "b", seed=2)
+    report = ssltk.probe(bundle, str(data), seeds=(0,), max_frames=96, out=tmp_path / "api")  # called: run_probe
+    result = runner.invoke(app, ["probe", str(bundle), "--data", str(data), "--seeds", "0", "--max-frames", "96",
+                                 "--out", str(tmp_path / "cli"), "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert set(printed) == set(report) and printed["seeds"] == report["seeds"] == [0]
+
+    def means(r):
+        return {(row["probe"], model): s["mean"] for row in r["rows"] for model, s in row["summary"].items()}
+
+    assert means(report) and means(printed) == pytest.approx(means(report))
