@@ -92,6 +92,7 @@ def register(app: typer.Typer, state: AppState) -> None:
         lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
         precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 where fast), bf16 or fp32."),
         device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+        decode: Optional[str] = typer.Option(None, "--decode", help="JPEG decode: auto (on the GPU for CUDA runs), cpu (loader workers) or gpu."),
         num_workers: Optional[int] = typer.Option(None, "--num-workers", help="DataLoader worker processes."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
         init: Optional[str] = typer.Option(None, "--init", help="Initial weights: a local file or an ssltk bundle."),
@@ -121,7 +122,7 @@ def register(app: typer.Typer, state: AppState) -> None:
         overrides = {
             "backbone": backbone, "data": data, "out": out, "steps": steps, "batch_size": batch_size,
             "image_size": image_size, "lr": lr, "precision": precision, "device": device,
-            "num_workers": num_workers, "seed": seed, "init": init, "compile": compile_model,
+            "decode": decode, "num_workers": num_workers, "seed": seed, "init": init, "compile": compile_model,
             "tensorboard": tensorboard, "loggers": loggers, "strict_data": None if strict is None else strict,
         }
         if resume == "":  # --resume alone: the last run in --out
@@ -140,7 +141,7 @@ def register(app: typer.Typer, state: AppState) -> None:
                     or lr is not None or strict is not None:  # not run-time: they were dropped silently
                 raise UsageError("--resume continues a run with its own config; only --steps and run-time options "
                                  "(--device, --precision, --num-workers, --compile, --logger, --tensorboard) may change")
-            runtime = {"steps": steps, "out": str(resume), "device": device, "precision": precision,
+            runtime = {"steps": steps, "out": str(resume), "device": device, "precision": precision, "decode": decode,
                        "num_workers": num_workers, "compile": compile_model, "tensorboard": tensorboard, "loggers": loggers}
             cfg = resolve_config(saved, None, None, runtime)  # pretrain() saves it: a later --resume keeps --steps
             from ssltk.train.resume import check_not_finished

@@ -234,6 +234,15 @@ class _Decode:
                 yield out
 
 
+class _PlanCells(_Decode):
+    """``_Decode`` for the device-decode path: plan each cell (bytes + draws); decoded in the main process."""
+
+    def __call__(self, src: Iterator[list[RawView]]) -> Iterator[list]:
+        from ssltk.data.device_decode import plan_cells
+
+        return plan_cells(self, src)
+
+
 class _Batch:
     """Flatten groups into batches of ``batch_size`` contract dicts (the last partial one if ``partial``)."""
 
@@ -242,6 +251,7 @@ class _Batch:
     ) -> None:
         self.ctx, self.plan, self.batch_size, self.partial = ctx, plan, batch_size, partial
         self.image_size, self.ego_fields = image_size, ego_fields
+        self.bytes_mode = False  # True: cells are planned JPEG bytes, decoded in the main process (device_decode)
 
     def __call__(self, src: Iterator[list[_Decoded]]) -> Iterator[dict[str, Any]]:
         buf: list[_Decoded] = []
@@ -259,17 +269,25 @@ class _Batch:
 
     def collate(self, items: list[_Decoded]) -> dict[str, Any]:
         T, V, S = len(self.plan.slots), len(self.plan.cameras), self.image_size
+        valid = np.zeros((len(items), T, V), dtype=bool)
+        if self.bytes_mode:
+            from ssltk.data.device_decode import pack_cells
+
+            return self._fields(items, None, valid, pack_cells(items, valid))
         # Each cell (channels-last from the resize kernel) is copied once, by numpy, into the
         # contract's [3, S, S] layout: ~3x faster for uint8 than torch's permuting copy or
         # stack (measured at 128 px, 1 thread).
         frames = _batch_tensor((len(items), T, V, 3, S, S))
         out = frames.numpy()
-        valid = np.zeros((len(items), T, V), dtype=bool)
         for b, item in enumerate(items):
             for t, v, img in item.cells:
                 np.copyto(out[b, t, v], img.numpy())
                 valid[b, t, v] = True
         out[~valid] = 0
+        return self._fields(items, frames, valid, {})
+
+    def _fields(self, items: list, frames: Any, valid: np.ndarray, extra: dict[str, Any]) -> dict[str, Any]:
+        T = len(self.plan.slots)
         views = [it.view for it in items]
         # The small fields travel as numpy arrays, pickled by value: a worker sends every
         # tensor through its own shared-memory file and socket handshake (~0.4 ms each in
@@ -287,6 +305,7 @@ class _Batch:
             "ego": {f: np.array([v.ego[f] for v in views], dtype=np.float32) for f in self.ego_fields},
             "keys": [v.key for v in views],
             "skipped": self.ctx.counter.take(),
+            **extra,
         }
 
 
@@ -410,6 +429,7 @@ class SegmentLoader:
         self.settings = settings
         self.pin = bool(settings.get("pin_memory")) and torch.cuda.is_available()  # as the DataLoader does
         self.skipped: Counter[str] = Counter({k: 0 for k in SKIP_KINDS})
+        self.device_decoder = None  # a DeviceDecoder when frames are decoded in this process (--decode gpu)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if self.loader is None:
@@ -420,6 +440,8 @@ class SegmentLoader:
                 for kind, n in batch.get("skipped", {}).items():
                     self.skipped[kind] += n
                 if not batch.get(COUNTS_ONLY):
+                    if self.device_decoder is not None:
+                        batch = self.device_decoder.finish(batch, self.skipped)
                     yield _small_fields_as_tensors(batch, self.pin)
         except SsltkError as exn:  # BadDataError (strict) or the no-usable-data guard, maybe from a worker
             error = clean_worker_error(exn)
@@ -473,6 +495,7 @@ def build_loader(
     drop_last: bool | None = None,
     prefetch_factor: int | None = None,
     pin_memory: bool | None = None,
+    decode_device: torch.device | str | None = None,
 ) -> SegmentLoader:
     """A loader of contract batches from episode-segment shards, laid out by ``plan``.
 
@@ -484,7 +507,9 @@ def build_loader(
     Defaults that depend on the mode: ``shuffle_buffer`` 1000 samples (training)
     or 0, ``augment`` on (training) or off. ``rank``/``world_size`` default to
     env ``RANK``/``WORLD_SIZE`` or torch.distributed. ``strict`` stops at the
-    first bad shard/sample with a one-line :class:`BadDataError`.
+    first bad shard/sample with a one-line :class:`BadDataError`. ``decode_device``: decode
+    the JPEGs in this process on that device, in batches (:mod:`ssltk.data.device_decode`;
+    ``frames`` then arrive on it); None (default): decode in the workers.
     """
     _check_args(batch_size, image_size, samples_per_segment, steps_per_epoch, resampled, num_workers)
     info = probe_data(spec, strict=strict)
@@ -501,14 +526,17 @@ def build_loader(
         source = _FiniteShards(info.urls, ctx)
     k = samples_per_segment
     sampler = SegmentSampler(plan, ego_fields=info.ego_fields)
+    decode_stage, batcher = _Decode, _Batch(ctx, plan, batch_size, image_size, partial, info.ego_fields)
+    if decode_device is not None:
+        decode_stage, batcher.bytes_mode = _PlanCells, True
     pipe = _SegmentPipeline(
         ctx,
         source,
         _Read(ctx),
         _Expand(ctx, sampler, k),
         _Shuffle(ctx, max(0, buffer) // k),
-        _Decode(ctx, image_size, FrameTransform(image_size, aug), plan.cameras),
-        _Batch(ctx, plan, batch_size, image_size, partial, info.ego_fields),
+        decode_stage(ctx, image_size, FrameTransform(image_size, aug), plan.cameras),
+        batcher,
     )
     workers = max(1, num_workers)
     if resampled:
@@ -524,6 +552,11 @@ def build_loader(
         "batch_size": batch_size, "image_size": image_size, "steps_per_epoch": steps_per_epoch,
         "num_workers": num_workers, "seed": seed, "shuffle_buffer": buffer, "samples_per_segment": k,
         "augment": aug.to_dict(), "strict": strict, "resampled": resampled, "rank": rank, "world_size": world,
-        "shards": len(info.urls), "pin_memory": pin,
+        "shards": len(info.urls), "pin_memory": pin, "decode": str(decode_device) if decode_device is not None else "cpu",
     }  # fmt: skip
-    return SegmentLoader(loader, plan=plan, info=info, steps_per_epoch=steps_per_epoch if resampled else None, settings=settings)
+    seg = SegmentLoader(loader, plan=plan, info=info, steps_per_epoch=steps_per_epoch if resampled else None, settings=settings)
+    if decode_device is not None:
+        from ssltk.data.device_decode import DeviceDecoder
+
+        seg.device_decoder = DeviceDecoder(decode_device, image_size)
+    return seg

@@ -57,6 +57,7 @@ class TrainConfig:
     channels_last: Literal["auto", "on", "off"] = "auto"
     compile: bool = False
     device: str = "auto"
+    decode: Literal["auto", "cpu", "gpu"] = "auto"  # JPEG decode: in the loader workers (cpu) or batched on the GPU
     seed: int = 0
     num_workers: int = 1
     threads: int = 0  # CPU compute threads; 0 = auto (every core this process may use)

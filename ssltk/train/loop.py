@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from ssltk.data.pipeline import DataInfo, build_loader, probe_data
+from ssltk.data.device_decode import resolve_decode
 from ssltk.data.sampling import check_plan_fits
 from ssltk.errors import SsltkError, UsageError, one_line
 from ssltk.registry import Registry
@@ -128,6 +129,7 @@ def _loader(cfg: TrainConfig, data: DataInfo, plan: ViewPlan, rt: Runtime, chunk
         rank=rt.rank,
         world_size=rt.world_size,
         pin_memory=rt.device.type == "cuda",
+        decode_device=resolve_decode(cfg.decode, rt.device),
     )
 
 
