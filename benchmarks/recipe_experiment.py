@@ -70,6 +70,9 @@ RECIPES: dict[str, dict] = {
                            "_config": {"image_size": 96, "steps": 1350}},
     "per-frame-10min": {"per-frame": {}, "_config": {"image_size": 96, "steps": 850}},
     "temporal-10min": {"temporal-infonce": {}, "_config": {"image_size": 96, "steps": 1000}},
+    # retrieval levers for the edge target: colour kept in the thumbnail, or a little temporal-infonce
+    "layout-p8fixed-e16": {"layout-prediction": {"normalize": "fixed"}, "_augment": GEO},
+    "layout+temporal02": {"layout-prediction": {}, "temporal-infonce": {"weight": 0.02}, "_augment": GEO},
     "temporal-96": {"temporal-infonce": {}, "_config": {"image_size": 96}},
     "layout-pe16": {"layout-prediction": {"target": "pixels+edges", "side": 16, "edge_side": 16}, "_augment": GEO},
     "layout-fixed": {"layout-prediction": {**PIX16, "normalize": "fixed"}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},

@@ -174,3 +174,25 @@ def test_future_prediction_composes_with_temporal_infonce(app, shards, tmp_path)
     assert verify_bundle(out) == []
     state = torch.load(out / "train_state" / "modules.pt", weights_only=True)["model"]
     assert int(state["targets.future-prediction.last_step"]) == 3
+
+
+def test_the_default_recipe_is_layout_prediction_with_geometry_safe_views(app):
+    """docs/recipe.md: the default, the demo and the docs agree on the recipe the experiment chose."""
+    from ssltk.cli.demo import demo_config_path
+    from ssltk.data.augment import AugmentConfig
+    from ssltk.registry import Registry
+    from ssltk.train.config import load_config
+    from ssltk.train.loop import resolve_augment
+    from ssltk.views import ViewPlan
+
+    r = invoke(app, ["--dry-run"])
+    assert r.exit_code == 0, r.output
+    out = yaml.safe_load(r.output)
+    assert [(o["name"], o["weight"]) for o in out["objectives"]] == [("layout-prediction", 1.0)]
+    demo = yaml.safe_load(demo_config_path().read_text())
+    assert list(demo["objectives"]) == ["layout-prediction"] and "augment" not in demo
+    cfg = load_config(None, {})
+    obj = Registry().objective("layout-prediction").obj(8)
+    assert (obj.options.target, obj.options.side, obj.options.edge_side) == ("pixels+edges", 8, 16)
+    plan = ViewPlan.build({"layout-prediction": obj.views()}, ["front", "front_left", "front_right", "rear"])
+    assert resolve_augment(cfg, plan) == AugmentConfig(enabled=True, shared_crop=True, rig_flip_p=0.5)

@@ -19,7 +19,7 @@ from ssltk.errors import UnknownNameError, UsageError
 from ssltk.objectives import _coerce
 
 # The default recipe (chosen by the probe experiment, docs/recipe.md).
-DEFAULT_OBJECTIVES: tuple[tuple[str, float], ...] = (("temporal-infonce", 1.0),)
+DEFAULT_OBJECTIVES: tuple[tuple[str, float], ...] = (("layout-prediction", 1.0),)
 
 
 @dataclass
