@@ -1,10 +1,11 @@
-"""Objective ``layout-prediction``: decode a coarse thumbnail of a frame from the embedding.
+"""Objective ``layout-prediction``: decode a coarse thumbnail and edge map of a frame from the embedding.
 
 Contrastive objectives are free to throw away *where* things are in the image:
 an embedding that tells episodes or instants apart needs no lane position, and
 global average pooling makes that the easy way. This objective asks the pooled
 embedding of frame ``t`` to predict a ``side × side`` thumbnail (area-downsampled,
-per-channel standardised pixels) of frame ``t`` itself (``dt = 0``) or of the
+per-channel standardised pixels) and/or a ``edge_side × edge_side`` map of where
+the grey image has edges (``target``; by default both, 8 and 16 px) of frame ``t`` itself (``dt = 0``) or of the
 frame ``Δt`` later of the same camera (``dt`` a range in frames). The future
 version can only be solved by knowing how the image will move: how the car
 turns and where it sits in its lane. The decoder is linear by default
