@@ -29,7 +29,7 @@ from torch import nn
 
 from ssltk.fileio import sha256_file
 from ssltk.checkpoint import TRAIN_STATE_DIR, find_train_state, read_train_state_info, train_state_digest, verify_train_state
-from ssltk.errors import SsltkError, UsageError
+from ssltk.errors import SsltkError, UsageError, one_line
 from ssltk.timm_config import complete_timm_config, head_config  # noqa: F401 - head_config re-exported
 
 __all__ = [
@@ -99,16 +99,16 @@ def plugin_versions(pm: Any) -> dict[str, dict[str, str]]:
 def collect_plugin_metadata(pm: Any, manifest: dict[str, Any]) -> dict[str, Any]:
     """``{plugin name: metadata}`` from every ``bundle_metadata`` hook; a plugin that raises
     or returns something that is not JSON is marked broken and left out."""
+    from ssltk.plugins import call_each
+
     out: dict[str, Any] = {}
-    for impl in reversed(pm.hook.bundle_metadata.get_hookimpls()):
-        try:
-            args = {"manifest": dict(manifest)}
-            result = impl.function(*[args[a] for a in impl.argnames])
-            if result is not None:
-                out[impl.plugin_name] = json.loads(json.dumps(result, allow_nan=False))
-        except Exception as exc:
-            info = pm.info_for(impl.plugin)
-            pm.mark_broken(info.name, info.dist, info.version, info.module, exc)
+
+    def each(call: Any, info: Any) -> None:
+        result = call(manifest=dict(manifest))
+        if result is not None:
+            out[info.name] = json.loads(json.dumps(result, allow_nan=False))
+
+    call_each(pm, "bundle_metadata", each)
     return out
 
 
@@ -422,8 +422,7 @@ def _check_backbone_weights(path: Path, manifest: dict[str, Any]) -> list[str]:
         model = _timm_model(path, pretrained=False)
         result = model.load_state_dict(load_file(str(path / WEIGHTS)), strict=False)
     except Exception as exc:  # corrupt file, shape mismatch, unknown architecture...
-        first = (str(exc).strip().splitlines() or [""])[0]
-        return [f"backbone weights do not load into {bb['name']}: {type(exc).__name__}: {first}"]
+        return [f"backbone weights do not load into {bb['name']}: {one_line(exc)}"]
     if result.missing_keys or result.unexpected_keys:
         example = (result.missing_keys or result.unexpected_keys)[0]
         return [
@@ -439,7 +438,7 @@ def _check_heads(path: Path, manifest: dict[str, Any]) -> list[str]:
     try:
         keys = list(load_file(str(path / HEADS)))
     except Exception as exc:
-        return [f"heads.safetensors does not load: {type(exc).__name__}: {exc}"]
+        return [f"heads.safetensors does not load: {one_line(exc)}"]
     heads = manifest.get("heads", {})
     counts = dict.fromkeys(heads, 0)
     for key in keys:
@@ -531,9 +530,8 @@ def _load_timm(path: Path) -> nn.Module:
     try:
         return _timm_model(path, pretrained=True)
     except (RuntimeError, ValueError, TypeError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
         raise UsageError(
-            f"bundle {path}: backbone does not load ({type(exc).__name__}: {first}); run `ssltk bundle verify {path}`"
+            f"bundle {path}: backbone does not load ({one_line(exc)}); run `ssltk bundle verify {path}`"
         ) from None
 
 

@@ -19,7 +19,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pluggy
 
@@ -66,9 +66,10 @@ class SsltkPluginManager(pluggy.PluginManager):
         self.register(plugin, name=name)
         self.infos[name] = PluginInfo(name, dist, version, module or getattr(plugin, "__name__", name))
 
-    def mark_broken(self, name: str, dist: str, version: str, module: str, exc: BaseException) -> None:
-        self.infos[name] = PluginInfo(name, dist, version, module, one_line(exc))
-        self.trace_line("broken", name, f"({dist} {version}):", one_line(exc))
+    def mark_broken(self, info: PluginInfo, exc: BaseException) -> None:
+        """Record plugin ``info`` as broken by ``exc`` (its one-line description is shown in listings)."""
+        self.infos[info.name] = PluginInfo(info.name, info.dist, info.version, info.module, one_line(exc))
+        self.trace_line("broken", info.name, f"({info.dist} {info.version}):", one_line(exc))
 
     def trace_line(self, *words: object) -> None:
         """One line of the plugin trace (written to stderr only with ``SSLTK_TRACE_PLUGINS``)."""
@@ -134,7 +135,7 @@ def get_plugin_manager(
         except Exception as exc:  # a broken plugin must not take the CLI down
             if pm.has_plugin(ep.name):
                 pm.unregister(name=ep.name)
-            pm.mark_broken(ep.name, dist_name, version, ep.value, exc)
+            pm.mark_broken(PluginInfo(ep.name, dist_name, version, ep.value), exc)
     pm.installed = sorted(installed)
     if load is None and allowed:  # a typo in the environment variable must not look like "no plugins"
         pm.unknown_load = sorted(allowed - installed)
@@ -147,7 +148,7 @@ def get_plugin_manager(
         except pluggy.PluginValidationError as exc:
             info = pm.info_for(exc.plugin)
             pm.unregister(exc.plugin)
-            pm.mark_broken(info.name, info.dist, info.version, info.module, exc)
+            pm.mark_broken(info, exc)
     return pm
 
 
@@ -167,17 +168,37 @@ def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
-def call_safely(pm: SsltkPluginManager, hook_name: str, **kwargs: Any) -> None:
+def call_each(
+    pm: SsltkPluginManager,
+    hook_name: str,
+    each: Callable[[Callable[..., Any], PluginInfo], None] | None = None,
+    *,
+    passthrough: tuple[type[BaseException], ...] = (),
+    **kwargs: Any,
+) -> None:
     """Call ``hook_name`` on each plugin one by one; a plugin that raises is marked broken.
 
     pluggy stops a hook call at the first exception, so one faulty plugin would
     hide every other; calling the implementations one at a time keeps the rest.
+    Without ``each`` every implementation is called with ``kwargs``; with it,
+    ``each(call, info)`` runs per plugin, ``call(**kwargs)`` calling that plugin's
+    implementation, so that what ``each`` does with the result (and raises) is
+    charged to the plugin too. Exceptions in ``passthrough`` are raised, not charged.
     """
     caller = getattr(pm.hook, hook_name)
     for impl in reversed(caller.get_hookimpls()):
         pm.trace_line("call", hook_name, "->", impl.plugin_name)
+
+        def call(_impl: Any = impl, **kw: Any) -> Any:
+            return _impl.function(*[kw[a] for a in _impl.argnames])
+
         try:
-            impl.function(*[kwargs[a] for a in impl.argnames])
+            if each is None:
+                call(**kwargs)
+            else:
+                each(call, pm.info_for(impl.plugin))
+        except passthrough:
+            raise
         except Exception as exc:
-            info = pm.info_for(impl.plugin)
-            pm.mark_broken(info.name, info.dist, info.version, info.module, exc)
+            pm.mark_broken(pm.info_for(impl.plugin), exc)
+

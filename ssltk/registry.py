@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ssltk.errors import BrokenPluginError, DuplicateNameError, UnknownNameError, UsageError
-from ssltk.plugins import PluginInfo, SsltkPluginManager, get_plugin_manager
+from ssltk.plugins import PluginInfo, SsltkPluginManager, call_each, get_plugin_manager
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 
@@ -58,21 +58,15 @@ class Registry:
 
     # -- collection ---------------------------------------------------------
     def _collect(self, hook_name: str, add: Callable[..., None]) -> None:
-        caller = getattr(self.pm.hook, hook_name)
         # One implementation at a time: a plugin that raises is marked broken and
         # what it registered before raising is dropped, the others are kept.
-        for impl in reversed(caller.get_hookimpls()):
-            info = self.pm.info_for(impl.plugin)
-            self.pm.trace_line("call", hook_name, "->", impl.plugin_name)
+        def each(call: Callable[..., Any], info: PluginInfo) -> None:
             staged: list[tuple[tuple, dict]] = []
-            try:
-                impl.function(lambda *a, **k: staged.append((a, k)))
-                for args, kwargs in staged:
-                    add(info, *args, **kwargs)
-            except DuplicateNameError:
-                raise
-            except Exception as exc:
-                self.pm.mark_broken(info.name, info.dist, info.version, info.module, exc)
+            call(register=lambda *a, **k: staged.append((a, k)))
+            for args, kwargs in staged:
+                add(info, *args, **kwargs)
+
+        call_each(self.pm, hook_name, each, passthrough=(DuplicateNameError,))
 
     def _check_new(self, table: dict[str, Entry], kind: str, name: str, info: PluginInfo) -> None:
         if not isinstance(name, str) or not _NAME.match(name):

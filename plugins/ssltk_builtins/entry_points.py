@@ -17,32 +17,39 @@ from typing import Any, Callable
 import ssltk
 
 
-class BuiltinObjective:
-    """Registers objective ``name`` = class ``attr`` of ``module``, imported on first use."""
+def _load(target: str) -> Any:
+    """The object at ``"package.module:attr"``."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
-    def __init__(self, name: str, module: str, attr: str) -> None:
-        self.name, self.module, self.attr = name, module, attr
+
+class BuiltinObjective:
+    """Registers the objective class at ``target`` (``"module:Class"``) under its own ``name``, imported on first use."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
 
     @ssltk.hookimpl
     def register_objectives(self, register: Callable[..., Any]) -> None:
-        register(self.name, getattr(importlib.import_module(self.module), self.attr))
+        cls = _load(self.target)
+        register(cls.name, cls)
 
 
 class BuiltinBackbones:
-    """Registers the backbone family made by ``attr()`` of ``module``, imported on first use."""
+    """Registers the backbone family made by calling ``target`` (``"module:Class"``), imported on first use."""
 
-    def __init__(self, module: str, attr: str) -> None:
-        self.module, self.attr = module, attr
+    def __init__(self, target: str) -> None:
+        self.target = target
 
     @ssltk.hookimpl
     def register_backbones(self, register: Callable[..., Any]) -> None:
-        register(getattr(importlib.import_module(self.module), self.attr)())
+        register(_load(self.target)())
 
 
-timm = BuiltinBackbones("ssltk_builtins.timm_backbones", "TimmFamily")
-per_frame = BuiltinObjective("per-frame", "ssltk_builtins.per_frame", "PerFrame")
-temporal_infonce = BuiltinObjective("temporal-infonce", "ssltk_builtins.temporal_infonce", "TemporalInfoNCE")
-multi_camera = BuiltinObjective("multi-camera", "ssltk_builtins.multi_camera", "MultiCamera")
-multi_positive = BuiltinObjective("multi-positive", "ssltk_builtins.multi_positive", "MultiPositive")
-future_prediction = BuiltinObjective("future-prediction", "ssltk_builtins.future_prediction", "FuturePrediction")
-layout_prediction = BuiltinObjective("layout-prediction", "ssltk_builtins.layout_prediction", "LayoutPrediction")
+timm = BuiltinBackbones("ssltk_builtins.timm_backbones:TimmFamily")
+per_frame = BuiltinObjective("ssltk_builtins.per_frame:PerFrame")
+temporal_infonce = BuiltinObjective("ssltk_builtins.temporal_infonce:TemporalInfoNCE")
+multi_camera = BuiltinObjective("ssltk_builtins.multi_camera:MultiCamera")
+multi_positive = BuiltinObjective("ssltk_builtins.multi_positive:MultiPositive")
+future_prediction = BuiltinObjective("ssltk_builtins.future_prediction:FuturePrediction")
+layout_prediction = BuiltinObjective("ssltk_builtins.layout_prediction:LayoutPrediction")

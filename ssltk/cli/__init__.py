@@ -8,7 +8,7 @@ import typer
 
 from ssltk.cli._errors import SsltkGroup
 from ssltk.cli._util import AppState, err_console, friendly, set_debug  # friendly: public, for plugin commands
-from ssltk.plugins import SsltkPluginManager, call_safely, get_plugin_manager
+from ssltk.plugins import SsltkPluginManager, call_each, get_plugin_manager
 
 # Each module has ``register(app, state)``; one module per command group.
 _GROUPS = (
@@ -57,7 +57,7 @@ def build_app(pm: SsltkPluginManager | None = None) -> typer.Typer:
 
     for mod in _GROUPS:
         importlib.import_module(mod).register(app, state)
-    call_safely(state.pm, "register_commands", app=app)
+    call_each(state.pm, "register_commands", app=app)
     return app
 
 

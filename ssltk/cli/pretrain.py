@@ -152,7 +152,7 @@ def register(app: typer.Typer, state: AppState) -> None:
         registry = state.registry
         for spec in cfg.objectives:  # validate names and options before any work
             entry = registry.objective(spec.name)
-            from ssltk.objectives import parse_options
+            from ssltk.options import parse_options
 
             parse_options(entry.obj, spec.options)
         registry.backbone(cfg.backbone)

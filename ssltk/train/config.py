@@ -16,7 +16,7 @@ import yaml
 
 from ssltk.data.augment import AugmentConfig
 from ssltk.errors import UnknownNameError, UsageError
-from ssltk.objectives import _coerce
+from ssltk.options import coerce
 
 # The default recipe (chosen by the probe experiment, docs/recipe.md).
 DEFAULT_OBJECTIVES: tuple[tuple[str, float], ...] = (("layout-prediction", 1.0),)
@@ -130,7 +130,7 @@ def _objectives_from_yaml(value: Any) -> list[ObjectiveSpec]:
         if body is not None and not isinstance(body, dict):
             raise UsageError(f"objectives.{name}: expected a mapping of weight and options, got {body!r}"[:300])
         body = dict(body or {})
-        weight = _coerce(float, body.pop("weight", 1.0), f"objectives.{name}.weight")
+        weight = coerce(float, body.pop("weight", 1.0), f"objectives.{name}.weight")
         if weight <= 0:
             raise UsageError(f"objectives.{name}.weight must be positive")
         options = body.pop("options", {}) or {}
@@ -171,7 +171,7 @@ def _coerced(cls: type, values: dict[str, Any], where: str) -> dict[str, Any]:
         k = str(key).replace("-", "_")
         if k not in names:
             raise UnknownNameError(f"config key{' in ' + where if where else ''}", key, names, aliases=KEY_ALIASES)
-        out[k] = value if k in ("objectives", "augment", "backbone_kwargs", "loggers") else _coerce(
+        out[k] = value if k in ("objectives", "augment", "backbone_kwargs", "loggers") else coerce(
             hints[k], value, f"{where + '.' if where else ''}{k}"
         )
     return out

@@ -235,7 +235,7 @@ def pretrain(
             step, extra = load_train_state(state_dir, modules={"model": model}, optimizer=optimizer, scheduler=scheduler)
         except (RuntimeError, ValueError) as exc:  # shapes changed: another backbone or head options
             raise UsageError(f"--resume {out}: the saved state does not fit this run's model or optimizer "
-                             f"({str(exc).splitlines()[0][:200]}); resume with the run's own config") from None
+                             f"({one_line(exc)[:200]}); resume with the run's own config") from None
         # timm's scheduler restores its saved length; a resume may extend the run with --steps.
         scheduler.t_initial = cfg.steps
         skipped = dict(extra.get("skipped", {}))
@@ -407,7 +407,7 @@ def _train(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo, mo
 def _write_bundle(cfg: TrainConfig, model: SSLModel, plan: ViewPlan, data: DataInfo, rt: Runtime,
                   result: RunResult, registry: Registry) -> None:
     from ssltk.bundle import describe_data, write_bundle
-    from ssltk.objectives import options_dict
+    from ssltk.options import options_dict
 
     names = ", ".join(f"{n}×{model.weights[n]:g}" if len(model.objectives) > 1 else n for n in model.objectives)
     curve = plot_loss_curve(MetricsLog.rows_of(cfg.out), Path(cfg.out), title=f"{names} on {cfg.backbone}")
