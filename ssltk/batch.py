@@ -32,7 +32,7 @@ from ssltk.errors import SsltkError
 Batch = dict[str, Any]
 
 _TENSOR_KEYS = {
-    # key: (dtypes allowed, dims description, expected shape fn)
+    # key: (dtypes allowed, dims description)
     "mask": ((torch.bool,), "[B, T, V]"),
     "episode": ((torch.int64,), "[B, T]"),
     "frame_index": ((torch.int64,), "[B, T]"),

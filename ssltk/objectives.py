@@ -3,7 +3,7 @@
 An objective is a ``torch.nn.Module`` that owns its projection head. It
 declares its hyperparameters as a dataclass ``Options`` (typed, validated,
 documented) and the views it needs (:meth:`Objective.views`). The trainer runs
-the backbone once per distinct frame and calls ``forward(emb, batch)`` with only
+the backbone once on every valid frame of the batch and calls ``forward(emb, batch)`` with only
 the slots and cameras this objective asked for:
 
 * ``emb``: float ``[B, T, V, D]`` backbone features (``D = embed_dim``); entries

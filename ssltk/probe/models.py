@@ -82,13 +82,9 @@ def _with_preprocess(info: BundleInfo, pre: dict[str, Any]) -> BundleInfo:
 def load_bundle(path: str | Path) -> tuple[nn.Module, BundleInfo]:
     """The bundle's backbone (eval mode) and its :class:`BundleInfo`."""
     info = read_bundle_info(path)
-    load_backbone = None
     if (info.path / "ssltk.json").exists():  # an ssltk bundle; a bare timm folder loads with timm alone
-        try:
-            from ssltk.bundle import load_backbone
-        except ImportError:  # pragma: no cover - older core
-            pass
-    if load_backbone is not None:
+        from ssltk.bundle import load_backbone
+
         model, preprocess = load_backbone(info.path)
         info = _with_preprocess(info, dict(preprocess or {}))
     else:

@@ -1,7 +1,7 @@
 """``pretrain()``: one linear training loop, readable top to bottom.
 
 Per step: fetch a batch (streamed, uint8), move it to the device, run the
-backbone once per distinct valid frame, sum the weighted objective losses,
+backbone on every valid cell of the batch, sum the weighted objective losses,
 backward, clip, step AdamW and the cosine schedule, update the EMA targets
 (``ssltk.EMA``) from the new weights. Checkpoints are written
 every ``checkpoint_every`` steps; the data stream is reseeded at the same

@@ -1,8 +1,8 @@
 """The trained module: one backbone shared by several weighted objectives.
 
-The backbone runs once per distinct valid frame of the batch; each objective
-then sees the embeddings of its own slots and cameras (``ViewPlan``) and owns
-its projection head. Wrapped as a whole by DistributedDataParallel.
+The backbone encodes every valid cell ``[b, t, v]`` of the batch (a frame that two
+samples of a segment share is encoded once per sample); each objective then sees
+the embeddings of its own slots and cameras (``ViewPlan``) and owns its projection head. Wrapped as a whole by DistributedDataParallel.
 
 An objective whose ``target_encoder()`` returns a ``TargetRequest`` gets an EMA
 copy of the backbone (``targets[name]``, an ``ssltk.EMA``): it runs without
