@@ -75,6 +75,11 @@ RECIPES: dict[str, dict] = {
     "layout+temporal02": {"layout-prediction": {}, "temporal-infonce": {"weight": 0.02}, "_augment": GEO},
     "temporal-96": {"temporal-infonce": {}, "_config": {"image_size": 96}},
     "layout-pe16": {"layout-prediction": {"target": "pixels+edges", "side": 16, "edge_side": 16}, "_augment": GEO},
+    # retrieval lever 2: coarse scene colour (not standardised per image) as a third decoded part
+    "layout-pec2": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2}, "_augment": GEO},
+    "layout-pec4": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 4}, "_augment": GEO},
+    "layout-pec4-10min": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 4}, "_augment": GEO,
+                          "_config": {"image_size": 96, "steps": 1350}},
     "layout-fixed": {"layout-prediction": {**PIX16, "normalize": "fixed"}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
 }
 # The probe rows the recipe is judged on (probe name prefix, metric).

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ssltk.data.format import iter_segments
-from ssltk.probe.evaluate import Rows, regression_probe
+from ssltk.probe.evaluate import Rows, regression_probe, temporal_probe
 from ssltk.probe.frames import choose_kept, load_frames
 from ssltk.probe.run import ProbeOptions, pick_camera, resolve_data
 from ssltk.probe.split import split_episodes
@@ -25,6 +25,8 @@ from ssltk.probe.targets import build_targets
 from ssltk_builtins.layout_prediction import edge_maps, thumbnails
 
 ROWS = ("yaw_rate", "steering", "dy@1s", "lane_offset", "speed")
+DTS = (1, 10)  # temporal retrieval offsets (frames) scored on the targets as features
+RETRIEVAL = tuple(f"Δt={dt} R@1" for dt in DTS)
 
 
 def candidates(frames: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -47,6 +49,10 @@ def candidates(frames: torch.Tensor) -> dict[str, torch.Tensor]:
         "pixels 8 + edges 8": torch.cat([pix(8), edges(8)], 1),
         "pixels 8 + edges 16": torch.cat([pix(8), edges(16)], 1),
         "pixels 16 + edges 16": torch.cat([pix(16), edges(16)], 1),
+        "colour 2 (fixed, not per image)": pix(2, per_image=False),
+        "colour 4 (fixed, not per image)": pix(4, per_image=False),
+        "pixels 8 + edges 16 + colour 2": torch.cat([pix(8), edges(16), pix(2, per_image=False)], 1),
+        "pixels 8 + edges 16 + colour 4": torch.cat([pix(8), edges(16), pix(4, per_image=False)], 1),
     }
 
 
@@ -63,13 +69,18 @@ def main(image_size: int = 64, seed: int = 0) -> dict[str, dict[str, float]]:
     frames = torch.cat([table.decode(keys[i : i + 256], size, "bilinear") for i in range(0, len(keys), 256)])
     test = set(split_episodes(table.kept, seed, opts.test_fraction)[1])
     results: dict[str, dict[str, float]] = {}
-    print(f"| target (as features) | numbers | " + " | ".join(ROWS) + " |")
-    print("|---|---|" + "---|" * len(ROWS))
+    in_test = np.isin(rows.episodes, list(test))
+    test_rows = Rows(rows.episodes[in_test], rows.steps[in_test])
+    print(f"| target (as features) | numbers | " + " | ".join(ROWS + RETRIEVAL) + " |")
+    print("|---|---|" + "---|" * (len(ROWS) + len(RETRIEVAL)))
     for name, X in candidates(frames).items():
         m = regression_probe(rows, X.numpy().astype(np.float64), targets, test, "t,t-1").metrics
         r2 = {probe: v for (probe, metric), v in m.items() if metric == "R²" and probe in ROWS}
+        t = temporal_probe(test_rows, X.numpy()[in_test].astype(np.float64), DTS, ProbeOptions.max_queries, seed).metrics
+        r2.update({f"Δt={dt} R@1": t[(f"temporal Δt={dt}", "R@1")] for dt in DTS})
         results[name] = r2
-        print(f"| {name} | {X.shape[1]} | " + " | ".join(f"{r2.get(r, float('nan')):.2f}" for r in ROWS) + " |", flush=True)
+        cells = ROWS + RETRIEVAL
+        print(f"| {name} | {X.shape[1]} | " + " | ".join(f"{r2.get(r, float('nan')):.2f}" for r in cells) + " |", flush=True)
     return results
 
 

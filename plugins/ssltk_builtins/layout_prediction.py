@@ -38,7 +38,18 @@ PIXEL_MEAN = 0.45
 PIXEL_STD = 0.25
 PER_IMAGE_EPS = 0.02  # added to a thumbnail channel's std (a flat channel stays near 0, not noise blown up)
 EDGE_EPS = 1e-3  # added to an edge map's std (edge magnitudes of [0, 1] pixels are ~0.01-0.05)
-TARGETS = ("pixels", "edges", "pixels+edges")
+PARTS = ("pixels", "edges", "colour")  # what ``target`` may join with '+'
+
+
+def target_parts(text: str) -> tuple[str, ...]:
+    """``'pixels+edges'`` -> ``('pixels', 'edges')``; unknown, repeated or no parts are a UsageError."""
+    parts = tuple(p.strip() for p in str(text).split("+"))
+    bad = [p for p in parts if p not in PARTS]
+    if bad or not parts or len(set(parts)) != len(parts):
+        raise ssltk.UsageError(
+            f"layout-prediction.target must join distinct parts of {', '.join(PARTS)} with '+' (e.g. pixels+edges), got {text!r}"
+        )
+    return parts
 
 
 def thumbnails(frames: torch.Tensor, side: int, gray: bool = False, per_image: bool = False) -> torch.Tensor:
@@ -91,8 +102,9 @@ class LayoutOptions:
     camera: str = field(default="anchor", metadata={"help": "'anchor', 'all' or comma-separated names; each camera predicts its own frame"})
     hidden_dim: int = field(default=0, metadata={"help": "decoder hidden width (0 = a linear decoder)"})
     normalize: str = field(default="image", metadata={"help": "target pixels: 'image' = each thumbnail standardised by its own mean/std, 'fixed' = (x-0.45)/0.25"})
-    target: str = field(default="pixels+edges", metadata={"help": "what is decoded: 'pixels' (the thumbnail), 'edges' (grey edge magnitudes) or 'pixels+edges'"})
+    target: str = field(default="pixels+edges", metadata={"help": "what is decoded, parts joined with '+': 'pixels' (the thumbnail), 'edges' (grey edge magnitudes), 'colour' (coarse RGB means, not standardised per image)"})
     edge_side: int = field(default=16, metadata={"help": "side of the edge map (0 = the same as side)"})
+    colour_side: int = field(default=4, metadata={"help": "side of the 'colour' part: RGB area means with a fixed scale, so scene colour survives"})
 
     def validate(self) -> None:
         if str(self.dt).strip() not in ("0", ""):
@@ -106,10 +118,11 @@ class LayoutOptions:
         _cameras(self.camera)
         if self.normalize not in ("image", "fixed"):
             raise ssltk.UsageError(f"layout-prediction.normalize must be 'image' or 'fixed', got {self.normalize!r}")
-        if self.target not in TARGETS:
-            raise ssltk.UsageError(f"layout-prediction.target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        target_parts(self.target)
         if self.edge_side and not 2 <= self.edge_side <= 64:
             raise ssltk.UsageError(f"layout-prediction.edge_side must be 0 or 2..64 pixels, got {self.edge_side}")
+        if not 1 <= self.colour_side <= 64:
+            raise ssltk.UsageError(f"layout-prediction.colour_side must be 1..64 pixels, got {self.colour_side}")
 
 
 def _cameras(text: str) -> str | tuple[str, ...]:
@@ -139,23 +152,24 @@ class LayoutPrediction(ssltk.Objective):
             self.decoder = nn.Linear(inp, out)
 
     def target_size(self) -> int:
-        """Numbers per decoded target: the thumbnail's and/or the two edge maps'."""
+        """Numbers per decoded target: the thumbnail's, the two edge maps' and the colour means'."""
         o = self.options
-        size = 0
-        if o.target in ("pixels", "pixels+edges"):
-            size += (1 if o.gray else 3) * o.side * o.side
-        if o.target in ("edges", "pixels+edges"):
-            size += 2 * (o.edge_side or o.side) ** 2
-        return size
+        sizes = {
+            "pixels": (1 if o.gray else 3) * o.side * o.side,
+            "edges": 2 * (o.edge_side or o.side) ** 2,
+            "colour": 3 * o.colour_side * o.colour_side,
+        }
+        return sum(sizes[p] for p in target_parts(o.target))
 
     def targets(self, frames: torch.Tensor) -> torch.Tensor:
         """``uint8 [..., C, H, W]`` frames -> the flattened targets ``[..., target_size()]``."""
         o = self.options
-        parts = []
-        if o.target in ("pixels", "pixels+edges"):
-            parts.append(thumbnails(frames, o.side, o.gray, o.normalize == "image").flatten(-3))
-        if o.target in ("edges", "pixels+edges"):
-            parts.append(edge_maps(frames, o.edge_side or o.side).flatten(-3))
+        make = {
+            "pixels": lambda: thumbnails(frames, o.side, o.gray, o.normalize == "image"),
+            "edges": lambda: edge_maps(frames, o.edge_side or o.side),
+            "colour": lambda: thumbnails(frames, o.colour_side, per_image=False),
+        }
+        parts = [make[p]().flatten(-3) for p in target_parts(o.target)]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def views(self) -> ssltk.ViewRequest:

@@ -117,22 +117,34 @@ def test_edge_maps_ignore_colour_brightness_and_contrast():
 
 @pytest.mark.parametrize("target, side, edge_side, size", [
     ("pixels", 4, 0, 3 * 16), ("edges", 4, 0, 2 * 16), ("pixels+edges", 4, 0, 3 * 16 + 2 * 16),
-    ("pixels+edges", 4, 8, 3 * 16 + 2 * 64),
+    ("pixels+edges", 4, 8, 3 * 16 + 2 * 64), ("colour", 4, 0, 3 * 4), ("edges+colour+pixels", 4, 8, 2 * 64 + 3 * 4 + 3 * 16),
 ])
-def test_targets_are_the_thumbnail_then_the_edge_maps(target, side, edge_side, size):
-    obj = LayoutPrediction.from_options(D, side=side, edge_side=edge_side, target=target)
+def test_targets_are_the_named_parts_in_their_order(target, side, edge_side, size):
+    obj = LayoutPrediction.from_options(D, side=side, edge_side=edge_side, target=target, colour_side=2)
     assert obj.target_size() == size and obj.decoder.out_features == size
     frames = fake_batch_for(obj, 3, ("front",), seed=5, missing=0.0)["frames"][:, 0]  # [B, V, C, H, W]
     t = obj.targets(frames)
     assert t.shape == (*frames.shape[:2], size)
-    parts = []
-    if "pixels" in target:
-        parts.append(thumbnails(frames, side, per_image=True).flatten(-3))
-    if "edges" in target:
-        parts.append(edge_maps(frames, edge_side or side).flatten(-3))
+    expected = {  # in the order the target names them (colour_side=2 here)
+        "pixels": thumbnails(frames, side, per_image=True).flatten(-3),
+        "edges": edge_maps(frames, edge_side or side).flatten(-3),
+        "colour": thumbnails(frames, 2, per_image=False).flatten(-3),
+    }
+    parts = [expected[p] for p in target.split("+")]
     torch.testing.assert_close(t, torch.cat(parts, -1), rtol=0, atol=0)
     out = obj(torch.randn(*frames.shape[:2], D)[:, None], {**fake_batch_for(obj, 3, ("front",), seed=5, missing=0.0)})
     assert torch.isfinite(out.loss)
+
+
+def test_the_colour_part_keeps_what_per_image_pixels_remove():
+    # Scene colour tells episodes apart (temporal retrieval at large Δt); the per-image thumbnail drops it.
+    obj = LayoutPrediction.from_options(D, target="pixels+colour", side=4, colour_side=2)
+    g = torch.Generator().manual_seed(3)
+    frames = torch.randint(0, 200, (2, 3, 16, 16), generator=g, dtype=torch.uint8)
+    brighter = frames + 40
+    a, b = obj.targets(frames), obj.targets(brighter)
+    torch.testing.assert_close(a[:, :48], b[:, :48], rtol=0, atol=1e-2)  # pixels: nearly unchanged
+    torch.testing.assert_close(b[:, 48:] - a[:, 48:], torch.full((2, 12), 40 / 255 / PIXEL_STD), rtol=0, atol=1e-5)
 
 
 def _inputs(obj, seed=0, missing=0.2, B=8, cameras=("front", "rear")):
@@ -223,7 +235,8 @@ def test_future_version_predicts_the_later_frame_and_is_told_dt():
 
 
 @pytest.mark.parametrize("opts", [dict(), dict(dt="2-6", hidden_dim=16, gray=True, side=8, normalize="fixed"),
-                                  dict(target="pixels+edges", side=8, edge_side=4)])
+                                  dict(target="pixels+edges", side=8, edge_side=4),
+                                  dict(target="pixels+edges+colour", colour_side=2)])
 def test_passes_the_objective_contract(opts):
     check_objective(LayoutPrediction, options=opts)
 
@@ -234,7 +247,9 @@ def test_passes_the_objective_contract(opts):
     (dict(hidden_dim=-1), "hidden_dim must be >= 0"),
     (dict(camera=","), "camera must be"),
     (dict(normalize="batch"), "normalize must be 'image' or 'fixed'"),
-    (dict(target="flow"), "target must be one of pixels, edges, pixels\\+edges"),
+    (dict(target="flow"), "target must join distinct parts of pixels, edges, colour"),
+    (dict(target="pixels+pixels"), "target must join distinct parts"),
+    (dict(colour_side=0), "colour_side must be 1..64"),
     (dict(edge_side=1), "edge_side must be 0 or 2..64"),
 ])
 def test_bad_options_say_what_is_wrong(bad, match):
