@@ -43,12 +43,12 @@ _LAZY = {
     "InfoNCEOutput": "ssltk.losses",
     "masked_infonce": "ssltk.losses",
     "collapse_stats": "ssltk.losses",
-    # torch.distributed helpers for plugins: each is the identity with one process.
-    "world": "ssltk.losses",
-    "gather_with_grad": "ssltk.losses",
-    "gather_nograd": "ssltk.losses",
-    "all_reduce_sum": "ssltk.losses",
-    "ddp_mean": "ssltk.losses",
+    # Collectives for plugins (ssltk/distributed.py): each is the identity with one process.
+    "world": "ssltk.distributed",
+    "gather_with_grad": "ssltk.distributed",
+    "gather_nograd": "ssltk.distributed",
+    "all_reduce_sum": "ssltk.distributed",
+    "ddp_mean": "ssltk.distributed",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
@@ -58,16 +58,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ssltk.ema import EMA, TargetRequest
     from ssltk.contrastive import ContrastiveObjective, ContrastiveOptions, Masks, Rows, near, same
     from ssltk.heads import ProjectionHead
-    from ssltk.losses import (
-        InfoNCEOutput,
-        all_reduce_sum,
-        collapse_stats,
-        ddp_mean,
-        gather_nograd,
-        gather_with_grad,
-        masked_infonce,
-        world,
-    )
+    from ssltk.distributed import all_reduce_sum, ddp_mean, gather_nograd, gather_with_grad, world
+    from ssltk.losses import InfoNCEOutput, collapse_stats, masked_infonce
     from ssltk.objectives import LossOutput, NoOptions, Objective
 
 

@@ -18,9 +18,10 @@ from typing import NamedTuple
 import torch
 
 from ssltk.batch import Batch
+from ssltk.distributed import all_reduce_sum, gather_nograd, gather_with_grad, world
 from ssltk.errors import UsageError
 from ssltk.heads import ProjectionHead
-from ssltk.losses import all_reduce_sum, check_temperature, gather_nograd, gather_with_grad, masked_infonce, world
+from ssltk.losses import check_temperature, masked_infonce
 from ssltk.objectives import LossOutput, Objective
 
 __all__ = ["ContrastiveObjective", "ContrastiveOptions", "Masks", "Rows", "near", "parse_cameras", "same"]

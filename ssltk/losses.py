@@ -22,10 +22,11 @@ keys are the rows of every rank; the backward pass sums the key gradients over
 ranks before taking the local slice, which is what DDP's gradient averaging
 needs (explained in ``docs/losses.md``).
 
-The distributed helpers (:func:`world`, :func:`gather_with_grad`,
-:func:`gather_nograd`, :func:`all_reduce_sum`, :func:`ddp_mean`) and
-:func:`collapse_stats` are public as ``ssltk.<name>`` for plugin objectives
-(``docs/writing_objectives.md``); each is the identity with one process.
+The distributed helpers (``world``, ``gather_with_grad``, ``gather_nograd``,
+``all_reduce_sum``, ``ddp_mean``) live in ``ssltk.distributed`` and are
+re-exported here; they and :func:`collapse_stats` are public as ``ssltk.<name>``
+for plugin objectives (``docs/writing_objectives.md``); each is the identity
+with one process.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
+from ssltk.distributed import all_reduce_sum, ddp_mean, gather_nograd, gather_with_grad, world  # noqa: F401 - public here too
 from ssltk.errors import UsageError
 
 __all__ = [
@@ -295,110 +296,6 @@ def _stats(q, qs, k, prob, peak, p: _Pairs, tau: float) -> dict[str, float]:
         ]
     )
     return dict(zip(STAT_NAMES, vec.tolist()))
-
-
-# -- distributed ------------------------------------------------------------------
-
-
-def world(group=None) -> tuple[int, int]:
-    """``(rank, world_size)``; ``(0, 1)`` unless torch.distributed is initialised."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(group), dist.get_world_size(group)
-    return 0, 1
-
-
-def _sizes(n: int, device, group) -> list[int]:
-    _, w = world(group)
-    mine = torch.tensor([n], dtype=torch.long, device=device)
-    out = [torch.zeros_like(mine) for _ in range(w)]
-    dist.all_gather(out, mine, group=group)
-    return [int(s) for s in out]
-
-
-def _all_gather_rows(x: torch.Tensor, sizes: list[int], group) -> torch.Tensor:
-    """Concatenate every rank's ``x`` along dim 0 (ranks may hold different row counts)."""
-    most = max(sizes)
-    padded = x.new_zeros((most,) + tuple(x.shape[1:]))
-    padded[: x.shape[0]] = x
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded.contiguous(), group=group)
-    return torch.cat([p[:s] for p, s in zip(parts, sizes)])
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """all_gather whose backward sums the gradient over ranks, then keeps the local slice.
-
-    Every rank's loss uses every rank's rows as keys, so the gradient of the
-    *global* objective w.r.t. my rows is the sum of what each rank's loss sends
-    them: all_reduce(SUM). DDP then divides parameter gradients by the world
-    size, matching a global loss defined as the mean of the per-rank losses.
-    Taking only the local slice (no all_reduce) would drop the other ranks'
-    contributions; summing in DDP without its averaging would scale by W.
-    """
-
-    @staticmethod
-    def forward(ctx, x, sizes, rank, group):  # noqa: D401
-        ctx.sizes, ctx.rank, ctx.group = sizes, rank, group
-        return _all_gather_rows(x, sizes, group)
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
-        start = sum(ctx.sizes[: ctx.rank])
-        return grad[start : start + ctx.sizes[ctx.rank]], None, None, None
-
-
-def gather_with_grad(x: torch.Tensor, group=None) -> tuple[torch.Tensor, int]:
-    """Rows of ``x`` from every rank (autograd-aware) and the offset of the local rows.
-
-    With one process (or torch.distributed not initialised) returns ``(x, 0)``.
-    """
-    rank, w = world(group)
-    if w == 1:
-        return x, 0
-    sizes = _sizes(x.shape[0], x.device, group)
-    return _GatherWithGrad.apply(x, sizes, rank, group), sum(sizes[:rank])
-
-
-def gather_nograd(x: torch.Tensor, group=None) -> tuple[torch.Tensor, int]:
-    """Like :func:`gather_with_grad` for tensors without gradients (ids, masks, counts)."""
-    rank, w = world(group)
-    if w == 1:
-        return x, 0
-    sizes = _sizes(x.shape[0], x.device, group)
-    return _all_gather_rows(x, sizes, group), sum(sizes[:rank])
-
-
-def all_reduce_sum(x: torch.Tensor, group=None) -> torch.Tensor:
-    """Sum of ``x`` over ranks, **without gradient** (counts, statistics); ``x`` itself with one process.
-
-    The result is a new detached tensor (``x`` is not modified). To backpropagate
-    through values of other ranks, gather them with :func:`gather_with_grad`.
-    """
-    _, w = world(group)
-    if w == 1:
-        return x
-    x = x.detach().clone()
-    dist.all_reduce(x, op=dist.ReduceOp.SUM, group=group)
-    return x
-
-
-def ddp_mean(values: torch.Tensor, group=None) -> torch.Tensor:
-    """The per-rank loss whose average over ranks is the mean of ``values`` over every rank's rows.
-
-    ``values``: ``[N]`` per-row losses of this rank (with gradient; ranks may hold
-    different ``N``, also 0). Returns ``W · Σ values / N_global`` with ``N_global``
-    the number of rows of all ranks (one all-reduce): DDP averages parameter
-    gradients over the ``W`` ranks, so the averaged gradient is that of the
-    global-batch mean, exactly. With one process it is ``values.mean()``; with no
-    row anywhere an exact 0 that is still connected to the graph.
-    """
-    values = values.reshape(-1)
-    _, w = world(group)
-    count = torch.tensor(float(values.numel()), dtype=torch.float64, device=values.device)
-    total = all_reduce_sum(count, group)
-    return values.sum() * (w / total.clamp(min=1.0)).to(values.dtype)
 
 
 @torch.no_grad()

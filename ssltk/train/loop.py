@@ -26,6 +26,7 @@ import yaml
 from ssltk.data.pipeline import DataInfo, build_loader, probe_data
 from ssltk.data.device_decode import resolve_decode
 from ssltk.data.sampling import check_plan_fits
+from ssltk.distributed import all_gather_object, mean_over_ranks, on_main_then_sync
 from ssltk.errors import SsltkError, UsageError, one_line
 from ssltk.registry import Registry
 from ssltk.train.config import TrainConfig
@@ -38,7 +39,7 @@ from ssltk.train.progress import eta_seconds, log_line, logger
 from ssltk.train.resume import should_resume
 from ssltk.train.trackers import check_installed, open_trackers, selected_loggers
 from ssltk.train.model import SSLModel
-from ssltk.train.runtime import Runtime, is_conv_net, make_runtime, on_main_then_sync, seed_everything, set_cpu_threads
+from ssltk.train.runtime import Runtime, is_conv_net, make_runtime, seed_everything, set_cpu_threads
 from ssltk.views import ViewPlan
 
 
@@ -275,7 +276,7 @@ def _train(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo, mo
            progress: Any) -> RunResult:
     """The training loop and the bundle; ``state`` tracks the step and the last checkpoint for error messages."""
     from ssltk.checkpoint import save_train_state
-    from ssltk.data.badness import mark_warned
+    from ssltk.data.shards.skips import mark_warned
 
     out = Path(cfg.out)
     state_dir = out / "train_state"
@@ -321,11 +322,7 @@ def _train(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo, mo
                     # One host sync per micro-batch for all objectives' losses; under DDP the
                     # values are summed over ranks so every rank stops together on NaN/inf
                     # (a rank raising alone would leave the others waiting in all-reduce).
-                    stacked = torch.stack([o.loss.detach().float() for o in outputs.values()])
-                    if rt.distributed:
-                        torch.distributed.all_reduce(stacked)
-                        stacked /= rt.world_size
-                    values = stacked.tolist()
+                    values = mean_over_ranks(torch.stack([o.loss.detach().float() for o in outputs.values()])).tolist()
                     for name, v in zip(outputs, values):
                         if not math.isfinite(v):
                             raise TrainingDiverged(
@@ -383,12 +380,9 @@ def _train(cfg: TrainConfig, registry: Registry, rt: Runtime, data: DataInfo, mo
         state["checkpoint"] = step
 
     elapsed = max(1e-9, time.perf_counter() - t_start)
-    fingerprints = [fingerprint]
+    fingerprints = all_gather_object(fingerprint)
     if rt.distributed:
-        fingerprints = [None] * rt.world_size
-        torch.distributed.all_gather_object(fingerprints, fingerprint)
-        per_rank = [None] * rt.world_size
-        torch.distributed.all_gather_object(per_rank, skipped)  # every rank's bad-data counts
+        per_rank = all_gather_object(skipped)  # every rank's bad-data counts
         skipped = {k: sum(int(r.get(k, 0)) for r in per_rank) for k in skipped}
     result = RunResult(out, step, {k: v for k, v in last_row.items() if k.startswith("loss")}, skipped,
                        samples_seen / elapsed, plan.describe(), fingerprints,

@@ -1,19 +1,17 @@
-"""Where and how a run executes: device, precision, memory format, torchrun/DDP setup."""
+"""Where and how a run executes: device, precision, memory format (process group: ``ssltk.distributed``)."""
 
 from __future__ import annotations
 
-import datetime
 import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
-from ssltk.errors import SsltkError, UsageError, one_line
+from ssltk.distributed import init_process_group, on_main_then_sync  # noqa: F401 - on_main_then_sync re-exported
+from ssltk.errors import UsageError
 
 
 @dataclass
@@ -96,27 +94,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if fast else None
 
 
-def init_distributed(device_name: str, timeout_s: int = 600) -> tuple[int, int, int]:
-    """Initialise the process group when launched by torchrun (RANK/WORLD_SIZE set)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda") or device_name.startswith("cuda")
-        backend = "nccl" if use_cuda else "gloo"
-        if use_cuda:
-            torch.cuda.set_device(local)
-        # A finite timeout: a crashed rank makes the others fail instead of hanging forever.
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
-    return rank, world, local
-
-
 def make_runtime(device: str, precision: str, channels_last: str) -> Runtime:
     dev = resolve_device(device)  # first: a missing GPU is a one-line error, also under torchrun
     if dev.type == "cuda" and dev.index is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError(f"--device {device}: under torchrun each rank uses cuda:LOCAL_RANK; pass --device cuda or auto")
-    rank, world, local = init_distributed(device)
+    rank, world, local = init_process_group(device)
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", local)
     amp = resolve_precision(precision, dev)
@@ -129,30 +111,6 @@ def make_runtime(device: str, precision: str, channels_last: str) -> Runtime:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     return Runtime(dev, amp, cl, rank, world, local)
-
-
-def on_main_then_sync(rt: Runtime, what: str, fn: Callable[[], Any]) -> None:
-    """Run ``fn`` on rank 0 only; then every rank learns whether it worked.
-
-    Replaces ``fn(); barrier()``: if rank 0 fails (disk full, a bad path), the
-    other ranks raise at once with rank 0's one-line reason instead of waiting
-    out the process-group timeout (10 minutes) at a barrier. Rank 0 re-raises
-    its own error.
-    """
-    error: BaseException | None = None
-    if rt.is_main:
-        try:
-            fn()
-        except BaseException as exn:  # noqa: BLE001 - reported to the other ranks, then re-raised
-            error = exn
-    if rt.distributed:
-        status = [one_line(error) if error is not None else None]
-        # NCCL sends the pickled object through this rank's GPU
-        dist.broadcast_object_list(status, src=0, device=rt.device if rt.device.type == "cuda" else None)
-        if status[0] is not None and error is None:
-            raise SsltkError(f"rank 0 failed while {what} ({status[0]}); this rank stopped too")
-    if error is not None:
-        raise error
 
 
 def set_cpu_threads(requested: int) -> int:
