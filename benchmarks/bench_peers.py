@@ -144,7 +144,7 @@ def run_lightly(args, precision: str) -> dict:
     from lightly.loss import NTXentLoss
     from lightly.models.modules import SimCLRProjectionHead
 
-    from ssltk.data.format import resolve_shards
+    from ssltk.data.shards.format import resolve_shards
 
     bf16 = precision == "bf16"
     torch.manual_seed(0)

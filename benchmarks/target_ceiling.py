@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 import torch
 
-from ssltk.data.format import iter_segments
+from ssltk.data.shards.reader import iter_segments
 from ssltk.probe.evaluate import Rows, regression_probe, temporal_probe
 from ssltk.probe.frames import choose_kept, load_frames
 from ssltk.probe.run import ProbeOptions, pick_camera, resolve_data

@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ssltk.data.format import iter_segments, resolve_shards
+from ssltk.data.shards import iter_segments, resolve_shards
 
 HORIZONS_S = (0.5, 1.0, 2.0)
 

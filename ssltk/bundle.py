@@ -120,8 +120,8 @@ def describe_data(spec: str | Path | Iterable[str]) -> dict[str, Any]:
     when every shard is listed there (``checksum_source: "manifest"``), else
     from hashing the files (``"files"``); remote URLs give no checksum.
     """
-    from ssltk.data.format import read_manifest as read_shard_manifest
-    from ssltk.data.format import resolve_shards
+    from ssltk.data.shards.format import read_manifest as read_shard_manifest
+    from ssltk.data.shards.format import resolve_shards
 
     shards = resolve_shards(spec)
     known: dict[str, str] = {}

@@ -73,7 +73,7 @@ def output_files(out: Path, fmt: str) -> list[Path]:
 
 def _frames(shards: Sequence[str], cameras: set[str] | None) -> Iterator[tuple[tuple, dict[str, float], bytes]]:
     """``((episode, timestep, camera, frame, timestamp), ego, jpeg bytes)`` once per frame."""
-    from ssltk.data.format import iter_segments
+    from ssltk.data.shards.reader import iter_segments
 
     seen: set[tuple[str, int, str]] = set()
     for _url, meta, images in iter_segments(shards):
@@ -90,7 +90,7 @@ def _frames(shards: Sequence[str], cameras: set[str] | None) -> Iterator[tuple[t
 
 def _peek(shards: Sequence[str]) -> tuple[list[str], list[str]]:
     """The cameras and ego fields of the data (from the shard manifests, else the first segment)."""
-    from ssltk.data.format import iter_segments, read_manifest
+    from ssltk.data.shards import iter_segments, read_manifest
 
     cams: set[str] = set()
     ego: set[str] = set()

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ssltk.data.format import SegmentMeta, ShardSetWriter
+from ssltk.data.shards.format import SegmentMeta, ShardSetWriter
 from ssltk.testing.shards import encode_jpeg
 
 ALL_EGO = ("speed", "yaw_rate", "steering", "accel", "x", "y", "heading", "lane_offset")

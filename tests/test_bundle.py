@@ -28,7 +28,7 @@ from ssltk.bundle import (
     write_bundle,
 )
 from ssltk.checkpoint import save_train_state
-from ssltk.data.format import SegmentMeta, ShardSetWriter
+from ssltk.data.shards.format import SegmentMeta, ShardSetWriter
 from ssltk.errors import UsageError
 from ssltk.registry import Registry
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from ssltk.cli import build_app
 from ssltk.data import cache
-from ssltk.data.format import iter_segments, resolve_shards
-from ssltk.data.inspect import inspect_shards
+from ssltk.data.shards import iter_segments, resolve_shards
+from ssltk.data.shards.inspect import inspect_shards
 from ssltk.data.sheet import BACKGROUND, MISSING, contact_sheet
 from ssltk.data.synth import synth_episodes
 from ssltk.plugins import get_plugin_manager

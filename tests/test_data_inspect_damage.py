@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ssltk.cli import build_app
-from ssltk.data.inspect import inspect_shards
+from ssltk.data.shards.inspect import inspect_shards
 from ssltk.plugins import get_plugin_manager
 from ssltk.testing.shards import write_raw_tar, write_tiny_shards
 

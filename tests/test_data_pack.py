@@ -13,9 +13,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ssltk.cli import build_app
-from ssltk.data import format as fmt
-from ssltk.data.format import iter_segments, resolve_shards
-from ssltk.data.pack import pack_episodes
+from ssltk.data.shards import format as fmt
+from ssltk.data.shards import iter_segments, resolve_shards
+from ssltk.data.shards.pack import pack_episodes
 from ssltk.errors import UsageError
 from ssltk.plugins import get_plugin_manager
 

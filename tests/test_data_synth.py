@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from ssltk.cli import build_app
 from ssltk.data import cache, synth
-from ssltk.data.format import EGO_FIELDS, iter_segments, resolve_shards, segment_starts
+from ssltk.data.shards.format import EGO_FIELDS, resolve_shards, segment_starts
+from ssltk.data.shards.reader import iter_segments
 from ssltk.data.render import Renderer
 from ssltk.data.synth_world import World
 from ssltk.errors import UnknownNameError, UsageError

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 import ssltk
 from probe_helpers import ego_tracks, write_probe_shards, write_tiny_bundle
 from ssltk.cli import build_app
-from ssltk.data.format import iter_segments, resolve_shards
+from ssltk.data.shards import iter_segments, resolve_shards
 from ssltk.embedding import embed
 from ssltk.errors import UnknownNameError, UsageError
 from ssltk.plugins import get_plugin_manager

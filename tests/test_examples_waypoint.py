@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from ssltk.bundle import write_bundle
-from ssltk.data.format import SegmentMeta, ShardSetWriter
+from ssltk.data.shards.format import SegmentMeta, ShardSetWriter
 from ssltk.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def test_example_uses_plain_timm_for_the_backbone():
     tree = ast.parse(EXAMPLE.read_text())
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert {m for m in modules if m and m.startswith("ssltk")} == {"ssltk.data.format"}
+    assert {m for m in modules if m and m.startswith("ssltk")} == {"ssltk.data.shards"}
     assert 'f"local-dir:{bundle}", pretrained=not random_init' in EXAMPLE.read_text()
 
 

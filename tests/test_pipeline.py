@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from ssltk.batch import episode_id, validate_batch
-from ssltk.data.badness import BadDataError
+from ssltk.data.shards.skips import BadDataError
 from ssltk.data.pipeline import build_loader, resolve_rank_world
-from ssltk.data.format import iter_segments, resolve_shards
+from ssltk.data.shards import iter_segments, resolve_shards
 from ssltk.errors import UnknownNameError, UsageError
 from ssltk.testing.shards import identify, write_raw_tar, write_tiny_shards
 from ssltk.views import DeltaRange, ViewPlan, ViewRequest

@@ -306,12 +306,12 @@ def test_leftover_staging_folders_are_removed_on_resume(app, shards, tmp_path):
 
 @pytest.mark.slow
 def test_a_truncated_shard_is_warned_about_once(tmp_path, monkeypatch, caplog):
-    from ssltk.data import badness
+    from ssltk.data.shards import skips
     from ssltk.registry import Registry
     from ssltk.train.config import load_config
     from ssltk.train.loop import pretrain
 
-    monkeypatch.setattr(badness, "_WARNED", set())
+    monkeypatch.setattr(skips, "_WARNED", set())
     d = tmp_path / "d"
     write_tiny_shards(d, episodes=4, length=20, cameras=("front",), image_size=32, segment_length=10, overlap=4)
     last = sorted(d.glob("*.tar"))[-1]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from probe_helpers import ego_tracks, render, write_probe_shards
 
-from ssltk.data.format import iter_segments, resolve_shards
+from ssltk.data.shards import iter_segments, resolve_shards
 from ssltk.errors import UsageError
 from ssltk.probe.frames import choose_kept, load_frames, resize_uint8
 from ssltk.probe.split import split_episodes

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 from webdataset.tariterators import base_plus_ext, tarfile_samples
 
-from ssltk.data.tario import TarFormatError, iter_members, iter_samples, split_key
+from ssltk.data.shards.reader import TarFormatError, iter_members, iter_samples, split_key
 
 
 def make_tar(members, fmt=tarfile.USTAR_FORMAT, dirs=(), mtime=0):

@@ -47,7 +47,7 @@ def test_example_runs_and_prints_the_documented_output(capsys, monkeypatch):
 
 
 def test_every_skip_kind_is_documented():
-    from ssltk.data.badness import SKIP_KINDS
+    from ssltk.data.shards.skips import SKIP_KINDS
 
     text = (ROOT / "docs" / "views.md").read_text()
     assert all(f"`{kind}`" in text for kind in SKIP_KINDS)

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ssltk.data.format import SegmentMeta
+from ssltk.data.shards.format import SegmentMeta
 from ssltk.data.sampling import SegmentSampler, check_plan_fits, frame_interval
 from ssltk.errors import UnknownNameError, UsageError
 from ssltk.views import DeltaRange, ViewPlan, ViewRequest

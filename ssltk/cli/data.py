@@ -113,7 +113,7 @@ def _pack_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Pack raw episode folders (images + meta.jsonl) into episode shards."""
-    from ssltk.data.pack import pack_episodes
+    from ssltk.data.shards.pack import pack_episodes
 
     with _progress("pack") as update:
         summary = pack_episodes(
@@ -160,7 +160,7 @@ def _inspect_cmd(
     sheet_cameras: Optional[str] = typer.Option(None, "--sheet-cameras", help="Comma-separated cameras to show (default all)."),
 ) -> None:
     """Summarise a shard set: episodes, segments, cameras, missing frames, sizes, ego fields; name damaged shards (exit 1)."""
-    from ssltk.data.inspect import damage_lines, inspect_shards, summary_rows
+    from ssltk.data.shards.inspect import damage_lines, inspect_shards, summary_rows
 
     if sheet is not None and sheet.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise UsageError(f"--sheet {str(sheet)[:120]!r}: give an image file name ending in .png (or .jpg, .webp)")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ssltk.data import synth
-from ssltk.data.format import FORMAT_VERSION, MANIFEST
+from ssltk.data.shards.format import FORMAT_VERSION, MANIFEST
 from ssltk.errors import UnknownNameError, UsageError
 
 __all__ = ["default_synthetic_shards", "cache_root", "DEFAULT_SPLITS"]

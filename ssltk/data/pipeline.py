@@ -38,9 +38,10 @@ import webdataset as wds
 
 from ssltk.batch import episode_id
 from ssltk.data.augment import MIRRORED_EGO, AugmentConfig, FrameTransform, rig_mirror
-from ssltk.data.badness import SKIP_KINDS, SkipCounter, clean_worker_error, read_shards
+from ssltk.data.shards.skips import SKIP_KINDS, SkipCounter, clean_worker_error
+from ssltk.data.shards.reader import read_shards
 from ssltk.data.decode import DecodeError, decode_jpeg
-from ssltk.data.format import SegmentMeta, read_manifest, resolve_shards
+from ssltk.data.shards.format import SegmentMeta, read_manifest, resolve_shards
 from ssltk.data.sampling import RawView, SegmentSampler, check_plan_fits
 from ssltk.errors import SsltkError, UsageError
 from ssltk.views import ViewPlan

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ssltk.data.format import SegmentMeta
+from ssltk.data.shards.format import SegmentMeta
 from ssltk.errors import UnknownNameError, UsageError
 from ssltk.views import DeltaRange, ViewPlan
 

@@ -7,8 +7,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ssltk.data.format import resolve_shards
-from ssltk.data.inspect import iter_members, iter_metas
+from ssltk.data.shards.format import resolve_shards
+from ssltk.data.shards.inspect import iter_metas
+from ssltk.data.shards.reader import group_samples, read_shard, segment_images
 from ssltk.errors import UnknownNameError, UsageError
 
 __all__ = ["contact_sheet"]
@@ -43,24 +44,17 @@ def _collect(paths: list[str], chosen: dict) -> dict[tuple[str, int, str], bytes
     """Encoded images for the chosen (episode, timestep, camera) cells."""
     wanted = {(name, t) for name, ep in chosen.items() for t in ep["steps"]}
     found: dict[tuple[str, int, str], bytes] = {}
-    starts: dict[str, int] = {}  # sample key -> segment start
     for url in paths:
-        for name, _, data in iter_members(url, lambda n: n.endswith(".json") or _is_image(n), []):
-            key, _, field = name.partition(".")
-            episode, _, seg = key.rpartition("/")
+        problems: list = []  # damage is reported by inspect_shards
+        for sample in group_samples(read_shard(url, problems), url, problems):
+            episode, _, seg = sample["__key__"].rpartition("/")
             if episode not in chosen or not seg.startswith("s"):
                 continue
-            start = starts.setdefault(key, int(seg[1:]))
-            if field.count(".") == 2:
-                i, cam, _ = field.split(".")
-                t = start + int(i[1:])
+            for (i, cam), data in segment_images(sample).items():
+                t = int(seg[1:]) + i
                 if (episode, t) in wanted:
                     found.setdefault((episode, t, cam), data)
     return found
-
-
-def _is_image(name: str) -> bool:
-    return name.endswith((".jpg", ".png", ".jpeg"))
 
 
 def _decode(data: bytes):

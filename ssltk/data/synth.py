@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ssltk.data.format import SegmentMeta, ShardSetWriter, segment_starts
+from ssltk.data.shards.format import SegmentMeta, ShardSetWriter, segment_starts
 from ssltk.data.render import CAMERA_RIG, DEFAULT_CAMERAS, Renderer
 from ssltk.data.synth_world import World
 from ssltk.errors import UnknownNameError, UsageError

@@ -87,7 +87,7 @@ class ProbeOptions:
 
 def resolve_data(data: Any) -> list[str]:
     """Shard paths for ``data``; the default synthetic probe split when ``None``."""
-    from ssltk.data.format import resolve_shards
+    from ssltk.data.shards.format import resolve_shards
 
     if data is None:
         try:
@@ -185,7 +185,7 @@ def run_probe(
     model, info = load_bundle(bundle) if bundle is not None else (None, None)
     compares = _load_compares(compare)
     shards = resolve_data(data)
-    from ssltk.data.format import iter_segments
+    from ssltk.data.shards.reader import iter_segments
 
     table = load_frames(iter_segments(shards))
     anchor = pick_camera(table, opts.camera)

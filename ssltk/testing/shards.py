@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ssltk.data.format import SegmentMeta, ShardSetWriter
+from ssltk.data.shards.format import SegmentMeta, ShardSetWriter
 
 __all__ = ["write_tiny_shards", "identify", "identity_colours", "episode_name", "write_raw_tar", "encode_jpeg"]
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
-from ssltk.data.format import SegmentMeta, read_manifest, resolve_shards
-from ssltk.data.tario import TarFormatError, split_key
-from ssltk.data.tario import iter_members as _tar_members
+from ssltk.data.shards.format import SegmentMeta, read_manifest, resolve_shards
+from ssltk.data.shards.reader import TarFormatError, group_samples, read_shard
 from ssltk.errors import UsageError
 
-__all__ = ["DAMAGE", "inspect_shards", "iter_members", "iter_metas"]
+__all__ = ["DAMAGE", "inspect_shards", "iter_metas"]
 
 # Kind of damage -> how `data inspect` says it (the kinds are the training loader's skip kinds).
 DAMAGE = {
@@ -36,94 +35,39 @@ DAMAGE = {
 }
 
 
-_CUT = ("truncated_tar", "bad_member", "not_a_tar")  # the sample being read when these hit is part of them
-
-
-def _open(url: str):
-    if "://" in url or url.startswith("pipe:"):
-        from webdataset.gopen import gopen
-
-        return gopen(url, "rb")
-    return open(url, "rb", buffering=1 << 20)
-
-
-def _damage(damage: list[dict[str, Any]] | None, url: str, kind: str, key: str | None, detail: str,
-            after: str | None = None) -> None:
-    """Record one damaged shard (``key`` None; ``after``: the last good member) or sample, or raise (``damage is None``)."""
-    if damage is None:
-        raise UsageError(f"{url}{': ' + key if key else ''}: {DAMAGE[kind]} ({detail})")
+def _damage(damage: list[dict[str, Any]], url: str, kind: str, key: str | None, detail: str, after: str | None = None) -> None:
+    """Record one damaged shard (``key`` None; ``after``: the last good member) or sample."""
     damage.append({"shard": url, "kind": kind, "key": key, "after": after, "detail": detail})
 
 
-def iter_members(
-    url: str, want: Callable[[str], bool], damage: list[dict[str, Any]] | None = None
-) -> Iterator[tuple[str, int, bytes | None]]:
-    """``(member name, size, bytes or None)`` for every file in a shard, the bytes only where ``want(name)``.
+def iter_metas(paths: Iterable[str], damage: list[dict[str, Any]]) -> Iterator[tuple[str, SegmentMeta, dict[str, int]]]:
+    """``(url, SegmentMeta, {camera: image bytes})`` per readable segment (images are not decoded).
 
-    A damaged shard raises UsageError, or with a ``damage`` list is recorded there
-    (``{"shard", "kind", "key", "detail"}``) after the members before the damage.
-    """
-    try:
-        stream = _open(url)
-    except OSError as exc:
-        _damage(damage, url, "missing_shard", None, exc.strerror or str(exc))
-        return
-    last = None
-    try:
-        for name, data in _tar_members(stream):
-            last = name
-            yield name, len(data), data if want(name) else None
-    except TarFormatError as exc:
-        _damage(damage, url, exc.kind, None, str(exc), after=last)
-    except OSError as exc:
-        _damage(damage, url, "truncated_tar", None, f"{type(exc).__name__}: {exc}", after=last)
-    finally:
-        stream.close()
-
-
-def iter_metas(
-    paths: Iterable[str], damage: list[dict[str, Any]] | None = None
-) -> Iterator[tuple[str, SegmentMeta, dict[str, int]]]:
-    """``(url, SegmentMeta, {camera: image bytes})`` per segment, without reading image data.
-
-    Without ``damage`` the first damaged shard or segment JSON raises UsageError (samples
-    without JSON are passed over); with a ``damage`` list every shard is read to its end
-    and each damaged shard and sample is recorded there instead.
+    Every shard is read to its end; each damaged shard and sample is appended
+    to ``damage`` (``{"shard", "kind", "key", "after", "detail"}``).
     """
     for url in paths:
-        key, fields, meta, sizes, samples, failed = None, set(), None, Counter(), 0, len(damage or ())
-
-        def finish(last: bool = False):
-            cut = last and damage and len(damage) > failed and damage[-1]["kind"] in _CUT
-            if key is not None and meta is None and damage is not None and "json" not in fields and not cut:
-                _damage(damage, url, "no_json", key, f"{len(fields)} member(s), none of them .json")
-            return meta is not None
-
-        for name, size, data in iter_members(url, lambda n: n.endswith(".json"), damage):
-            parts = split_key(name)
-            if parts is None or name.rsplit("/", 1)[-1].startswith("__"):
+        problems: list[TarFormatError] = []
+        samples = 0
+        for sample in group_samples(read_shard(url, problems), url, problems):
+            samples += 1
+            key = sample["__key__"]
+            if "json" not in sample:
+                _damage(damage, url, "no_json", key, f"{len(sample) - 2} member(s), none of them .json")
                 continue
-            sample, field = parts
-            if sample != key:
-                if finish():
-                    yield url, meta, dict(sizes)
-                key, fields, meta, sizes, samples = sample, set(), None, Counter(), samples + 1
-            if field in fields:
-                _damage(damage, url, "bad_member", sample, f"duplicate member {name}")
+            try:
+                meta = SegmentMeta.from_json(sample["json"])
+            except (ValueError, TypeError, KeyError) as exc:
+                _damage(damage, url, "bad_json", key, str(exc).splitlines()[0][:200])
                 continue
-            fields.add(field)
-            if field == "json":
-                try:
-                    meta = SegmentMeta.from_json(data)
-                except (ValueError, TypeError, KeyError) as exc:
-                    if damage is None:
-                        raise UsageError(f"{url}: {name}: not a valid segment ({exc})") from None
-                    _damage(damage, url, "bad_json", sample, str(exc).splitlines()[0][:200])
-            elif field.count(".") == 2:
-                sizes[field.split(".")[1]] += size
-        if finish(last=True):
+            sizes: Counter = Counter()
+            for field, data in sample.items():
+                if field.count(".") == 2 and not field.startswith("__"):
+                    sizes[field.split(".")[1]] += len(data)
             yield url, meta, dict(sizes)
-        if damage is not None and samples == 0 and len(damage) == failed:
+        for exc in problems:
+            _damage(damage, url, exc.kind, exc.key, str(exc), after=exc.after)
+        if samples == 0 and not problems:
             _damage(damage, url, "empty_shard", None, "no samples")
 
 

@@ -11,7 +11,7 @@ Packing runs in two passes. :func:`scan_raw` reads every ``meta.jsonl`` and
 checks every image (a full JPEG/PNG decode) before anything is written, so bad
 input fails fast with one line naming the file, or, with ``lenient=True``, is
 skipped and counted. :func:`pack_episodes` then writes the shards through
-:class:`~ssltk.data.format.ShardSetWriter`; JPEG bytes pass through untouched
+:class:`~ssltk.data.shards.format.ShardSetWriter`; JPEG bytes pass through untouched
 unless images are resized, PNGs are encoded to JPEG.
 """
 
@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ssltk.data.format import MANIFEST, SegmentMeta, ShardSetWriter, segment_starts
+from ssltk.data.shards.format import MANIFEST, SegmentMeta, ShardSetWriter, segment_starts
 from ssltk.errors import UsageError
 
 __all__ = ["pack_episodes", "scan_raw", "RawEpisode", "PackReport", "META_FILE"]

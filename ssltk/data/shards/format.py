@@ -24,7 +24,7 @@ import re
 import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from ssltk.fileio import sha256_file
 from ssltk.errors import UsageError
@@ -309,18 +309,3 @@ def resolve_shards(spec: str | Path | Iterable[str]) -> list[str]:
     if not out:
         raise UsageError(f"no shards match {text}")
     return out
-
-
-def iter_segments(paths: Iterable[str]) -> Iterator[tuple[str, SegmentMeta, dict[tuple[int, str], bytes]]]:
-    """Plain sequential reader (tests and tools): yields ``(url, meta, images)`` per segment."""
-    import webdataset as wds
-
-    for url in paths:
-        for sample in wds.WebDataset(url, shardshuffle=False, empty_check=False):
-            meta = SegmentMeta.from_json(sample["json"])
-            images = {}
-            for key, value in sample.items():
-                if key.startswith("f") and key.count(".") == 2:
-                    i, cam, _ = key.split(".")
-                    images[(int(i[1:]), cam)] = value
-            yield url, meta, images

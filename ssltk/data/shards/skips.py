@@ -18,7 +18,7 @@ bad_member       any other tar-level error, e.g. duplicate member names
 Counts are kept per DataLoader worker and travel with each batch as
 ``batch["skipped"]``: the counts since that worker's previous batch, so
 summing ``batch["skipped"]`` over all batches gives the totals across workers
-(:class:`~ssltk.data.pipeline.SegmentLoader` does this for you in
+(:class:`~ssltk.data.stream.pipeline.SegmentLoader` does this for you in
 ``loader.skipped``). Nothing ever sleeps; the first case of each kind in a
 process is logged at WARNING, later ones at DEBUG (:func:`mark_warned` tells
 the process about kinds its DataLoader workers already reported, so workers
@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any, Iterable, Iterator
+from typing import Iterable
 
-from ssltk.data.tario import TarFormatError, iter_samples
 from ssltk.errors import UsageError
 
-__all__ = ["BadDataError", "SKIP_KINDS", "SkipCounter", "read_shards", "clean_worker_error", "mark_warned"]
+__all__ = ["BadDataError", "SKIP_KINDS", "SkipCounter", "clean_worker_error", "mark_warned"]
 
 log = logging.getLogger("ssltk.data")
 
@@ -102,44 +101,6 @@ class SkipCounter:
         out = {k: int(self.counts.get(k, 0)) for k in SKIP_KINDS}
         self.counts.clear()
         return out
-
-
-def _open(url: str):
-    if "://" in url or url.startswith("pipe:"):
-        from webdataset.gopen import gopen
-
-        return gopen(url, "rb")
-    return open(url, "rb", buffering=1 << 20)
-
-
-def read_shards(urls: Iterable[dict[str, Any]], counter: SkipCounter) -> Iterator[dict[str, Any]]:
-    """Stage: ``{"url": ...}`` dicts -> raw WebDataset samples; a bad shard is counted once.
-
-    Reads with :mod:`ssltk.data.tario` (remote URLs are opened with
-    ``webdataset.gopen``). Samples before a problem in a shard are kept; a
-    sample cut short by a truncation is dropped as part of that one case.
-    """
-    for src in urls:
-        url = src["url"]
-        try:
-            stream = _open(url)
-        except OSError as exn:
-            counter.skip("missing_shard", url, "", f"{type(exn).__name__}: {exn.strerror or exn}")
-            continue
-        errors: list[TarFormatError] = []
-        n, last_key = 0, ""
-        try:
-            for sample in iter_samples(stream, url, errors):
-                n, last_key = n + 1, sample["__key__"]
-                yield sample
-        except OSError as exn:  # an I/O error while reading
-            errors.append(TarFormatError("truncated_tar", f"{type(exn).__name__}: {exn}"))
-        finally:
-            stream.close()
-        for exn in errors:
-            counter.skip(exn.kind, url, f"after {last_key}" if last_key else "", str(exn))
-        if not errors and n == 0:
-            counter.skip("empty_shard", url, "", "no samples")
 
 
 def clean_worker_error(exn: BaseException) -> BaseException:
