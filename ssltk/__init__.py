@@ -6,9 +6,9 @@ The public API for users and plugin authors lives here.
 from __future__ import annotations
 
 import importlib as _importlib
-from importlib import metadata as _metadata
 from typing import TYPE_CHECKING
 
+from ssltk._version import __version__
 from ssltk.errors import SsltkError, UnknownNameError, UsageError
 from ssltk.hookspecs import hookimpl
 from ssltk.plugins import get_plugin_manager
@@ -80,11 +80,6 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
-
-try:
-    __version__ = _metadata.version("ssltk")
-except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-    __version__ = "0+unknown"
 
 
 def load_backbone(path, device="cpu"):

@@ -201,7 +201,7 @@ def embed(
     from ssltk.fileio import sha256_file
     from ssltk.probe.features import READOUTS, ModelExtractor
     from ssltk.probe.frames import _decode_other, resize_uint8
-    from ssltk.probe.models import resolve_device
+    from ssltk.device import resolve_device
     from ssltk.probe.run import resolve_data
 
     out = Path(out)

@@ -231,14 +231,14 @@ def test_update_keeps_train_state_and_drops_old_extras(tmp_path):
 
 def test_crash_mid_update_leaves_an_incomplete_bundle(tmp_path, monkeypatch):
     out = make_bundle(tmp_path / "run")
-    real = bundle_mod.os.replace
+    real = bundle_mod.write.os.replace
 
     def replace(src, dst):
         if Path(dst).name == "heads.safetensors":
             raise OSError("killed (simulated)")
         real(src, dst)
 
-    monkeypatch.setattr(bundle_mod.os, "replace", replace)
+    monkeypatch.setattr(bundle_mod.write.os, "replace", replace)
     with pytest.raises(OSError, match="simulated"):
         make_bundle(out)
     monkeypatch.undo()

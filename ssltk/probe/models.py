@@ -2,10 +2,10 @@
 initialised, and other bundles.
 
 A bundle is a folder with timm-native ``model.safetensors`` + ``config.json``
-(and ssltk's ``ssltk.json``). It is loaded with ``ssltk.bundle.load_backbone``
-when available, else directly with ``timm.create_model("local-dir:DIR",
-pretrained=True)``; preprocessing (input size, mean, std, interpolation) comes
-from the config's ``pretrained_cfg``, as in training.
+(and ssltk's ``ssltk.json``), or a plain timm ``local-dir`` folder. Both load
+with ``ssltk.bundle.load_backbone``, the loader of ``ssltk.load_backbone``, embed
+and export; preprocessing (input size, mean, std, interpolation) is what it
+returns, as in training. ``resolve_device`` is ``ssltk.device.resolve_device``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ssltk.device import resolve_device  # noqa: F401 - the one device resolver, used by probe.run
 from ssltk.errors import UsageError
 
 
@@ -80,27 +81,12 @@ def _with_preprocess(info: BundleInfo, pre: dict[str, Any]) -> BundleInfo:
 
 
 def load_bundle(path: str | Path) -> tuple[nn.Module, BundleInfo]:
-    """The bundle's backbone (eval mode) and its :class:`BundleInfo`."""
+    """The bundle's backbone (eval mode, by ``ssltk.bundle.load_backbone``) and its :class:`BundleInfo`."""
+    from ssltk.bundle import load_backbone
+
     info = read_bundle_info(path)
-    if (info.path / "ssltk.json").exists():  # an ssltk bundle; a bare timm folder loads with timm alone
-        from ssltk.bundle import load_backbone
-
-        model, preprocess = load_backbone(info.path)
-        info = _with_preprocess(info, dict(preprocess or {}))
-    else:
-        model = _load_with_timm(info)
-    return model.eval(), info
-
-
-def _load_with_timm(info: BundleInfo) -> nn.Module:
-    import timm
-
-    if not (info.path / "model.safetensors").exists():
-        raise UsageError(f"bundle {info.path} has no model.safetensors")
-    try:
-        return timm.create_model(f"local-dir:{info.path}", pretrained=True)
-    except (RuntimeError, ValueError, TypeError, OSError) as exc:
-        raise UsageError(f"cannot load bundle {info.path}: {exc}") from None
+    model, preprocess = load_backbone(info.path)
+    return model, _with_preprocess(info, preprocess)
 
 
 def random_init(info: BundleInfo, seed: int) -> nn.Module:
@@ -114,16 +100,3 @@ def random_init(info: BundleInfo, seed: int) -> nn.Module:
         except (RuntimeError, ValueError, TypeError) as exc:
             raise UsageError(f"cannot build a random {info.architecture} for the baseline: {exc}") from None
     return model.eval()
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``auto``/None → CUDA when available, else CPU; anything else as given."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise UsageError(f"bad --device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available here; use --device cpu or auto")
-    return dev

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ssltk.device import resolve_device
 from ssltk.distributed import init_process_group, on_main_then_sync  # noqa: F401 - on_main_then_sync re-exported
 from ssltk.errors import UsageError
 
@@ -69,18 +70,6 @@ def cpu_has_fast_bf16() -> bool:
     is missing) oneDNN emulates bf16, which is slower than fp32, so ``auto`` picks fp32.
     """
     return cpu_bf16_kind() is not None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name!r}: use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return dev
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
