@@ -70,7 +70,7 @@ def run_bare(args, precision: str) -> dict:
     from ssltk.batch import to_device
     from ssltk.registry import Registry
     from ssltk.train.loop import _loader, build_run, make_optimizer
-    from ssltk.data.pipeline import probe_data
+    from ssltk.data.stream.pipeline import probe_data
     from ssltk.train.runtime import make_runtime
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -78,7 +78,7 @@ def run_bare(args, precision: str) -> dict:
     import torch
 
     from ssltk.batch import to_device
-    from ssltk.data.pipeline import probe_data
+    from ssltk.data.stream.pipeline import probe_data
     from ssltk.registry import Registry
     from ssltk.train.loop import _loader, build_run, make_optimizer
     from ssltk.train.runtime import make_runtime

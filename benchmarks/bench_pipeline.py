@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssltk.data.decode import DECODERS, decode_jpeg
+from ssltk.data.stream.decode import DECODERS, decode_jpeg
 from ssltk.data.shards import SegmentMeta, ShardSetWriter, iter_segments, resolve_shards
-from ssltk.data.pipeline import build_loader
+from ssltk.data.stream.pipeline import build_loader
 from ssltk.testing.shards import encode_jpeg
 from ssltk.views import DeltaRange, ViewPlan, ViewRequest
 

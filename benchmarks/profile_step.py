@@ -35,7 +35,7 @@ def main() -> None:
 
     from ssltk.batch import to_device
     from ssltk.data.cache import default_synthetic_shards
-    from ssltk.data.pipeline import probe_data
+    from ssltk.data.stream.pipeline import probe_data
     from ssltk.registry import Registry
     from ssltk.train.config import ObjectiveSpec, load_config
     from ssltk.train.loop import _loader, build_run, make_optimizer

@@ -14,7 +14,7 @@ import tempfile
 import torch
 
 from ssltk.batch import normalize, select, to_device, validate_batch
-from ssltk.data.pipeline import build_loader
+from ssltk.data.stream.pipeline import build_loader
 from ssltk.testing.shards import write_tiny_shards
 from ssltk.views import DeltaRange, ViewPlan, ViewRequest
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ssltk.data.decode import DECODERS, DecodeError, decode_jpeg, image_size_of
+from ssltk.data.stream.decode import DECODERS, DecodeError, decode_jpeg, image_size_of
 from ssltk.testing.shards import encode_jpeg
 
 

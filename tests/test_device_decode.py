@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssltk.data.augment import AugmentConfig
-from ssltk.data.device_decode import resolve_decode
-from ssltk.data.pipeline import build_loader
+from ssltk.data.stream.augment import AugmentConfig
+from ssltk.data.stream.device_decode import resolve_decode
+from ssltk.data.stream.pipeline import build_loader
 from ssltk.errors import UsageError
 from ssltk.testing.shards import write_tiny_shards
 from ssltk.views import DeltaRange, ViewPlan, ViewRequest

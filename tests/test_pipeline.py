@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from ssltk.batch import episode_id, validate_batch
-from ssltk.data.shards.skips import BadDataError
-from ssltk.data.pipeline import build_loader, resolve_rank_world
 from ssltk.data.shards import iter_segments, resolve_shards
+from ssltk.data.shards.skips import BadDataError
+from ssltk.data.stream.pipeline import build_loader
+from ssltk.distributed import resolve_rank_world
 from ssltk.errors import UnknownNameError, UsageError
 from ssltk.testing.shards import identify, write_raw_tar, write_tiny_shards
 from ssltk.views import DeltaRange, ViewPlan, ViewRequest
@@ -371,7 +372,7 @@ def test_no_usable_data_in_a_worker_is_one_line(two_shards):
 
 RANK_SCRIPT = """
 import sys
-from ssltk.data.pipeline import build_loader
+from ssltk.data.stream.pipeline import build_loader
 from ssltk.views import ViewPlan, ViewRequest, DeltaRange
 plan = ViewPlan.build({"o": ViewRequest(deltas=(DeltaRange(1, 2),))}, ["front"])
 ld = build_loader(sys.argv[1], plan, batch_size=2, image_size=16, steps_per_epoch=5, num_workers=2, shuffle_buffer=8)
@@ -403,8 +404,8 @@ def test_frames_equal_the_per_frame_transform_of_the_stored_jpeg(tmp_path):
     """Batched resize and the channels-last collate give exactly decode -> centre square -> resize."""
     import random
 
-    from ssltk.data.augment import FrameTransform
-    from ssltk.data.decode import decode_jpeg
+    from ssltk.data.stream.augment import FrameTransform
+    from ssltk.data.stream.decode import decode_jpeg
 
     write_tiny_shards(tmp_path / "d", episodes=2, length=10, cameras=("front", "left"), image_size=(36, 60), segment_length=5)
     stored = {}
@@ -456,8 +457,9 @@ def test_rig_flip_mirrors_frames_swaps_left_and_right_and_negates_yaw_like_field
 
 
 def test_rig_flip_negates_the_yaw_like_ego_fields_of_a_sample():
-    from ssltk.data.pipeline import _Decode, _Decoded
-    from ssltk.data.sampling import RawView
+    from ssltk.data.stream.cells import Decode as _Decode
+    from ssltk.data.stream.cells import Decoded as _Decoded
+    from ssltk.data.stream.sampling import RawView
 
     dec = object.__new__(_Decode)
     dec.mirror = [0, 2, 1]

@@ -179,7 +179,7 @@ def test_future_prediction_composes_with_temporal_infonce(app, shards, tmp_path)
 def test_the_default_recipe_is_layout_prediction_with_geometry_safe_views(app):
     """docs/recipe.md: the default, the demo and the docs agree on the recipe the experiment chose."""
     from ssltk.cli.demo import demo_config_path
-    from ssltk.data.augment import AugmentConfig
+    from ssltk.data.stream.augment import AugmentConfig
     from ssltk.registry import Registry
     from ssltk.train.config import load_config
     from ssltk.train.loop import resolve_augment

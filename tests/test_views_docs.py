@@ -56,7 +56,7 @@ def test_every_skip_kind_is_documented():
 def test_every_augment_field_is_documented():
     import dataclasses
 
-    from ssltk.data.augment import AugmentConfig
+    from ssltk.data.stream.augment import AugmentConfig
 
     text = (ROOT / "docs" / "views.md").read_text()
     assert all(f"`{f.name}`" in text for f in dataclasses.fields(AugmentConfig))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ssltk.data.shards.format import SegmentMeta
-from ssltk.data.sampling import SegmentSampler, check_plan_fits, frame_interval
+from ssltk.data.stream.sampling import SegmentSampler, check_plan_fits, frame_interval
 from ssltk.errors import UnknownNameError, UsageError
 from ssltk.views import DeltaRange, ViewPlan, ViewRequest
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-from ssltk.data.augment import AugmentConfig
+from ssltk.data.stream.augment import AugmentConfig
 from ssltk.errors import UnknownNameError, UsageError
 from ssltk.options import coerce
 

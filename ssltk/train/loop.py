@@ -23,9 +23,9 @@ from typing import Any
 import torch
 import yaml
 
-from ssltk.data.pipeline import DataInfo, build_loader, probe_data
-from ssltk.data.device_decode import resolve_decode
-from ssltk.data.sampling import check_plan_fits
+from ssltk.data.stream.pipeline import DataInfo, build_loader, probe_data
+from ssltk.data.stream.device_decode import resolve_decode
+from ssltk.data.stream.sampling import check_plan_fits
 from ssltk.distributed import all_gather_object, mean_over_ranks, on_main_then_sync
 from ssltk.errors import SsltkError, UsageError, one_line
 from ssltk.registry import Registry
@@ -141,7 +141,7 @@ def resolve_augment(cfg: TrainConfig, plan: ViewPlan):
     geometry-safe views (one crop box per sample, rig-aware mirror when every camera's mirror
     partner is in the views) if an objective's ViewRequest has ``augment=True``; else off.
     """
-    from ssltk.data.augment import AugmentConfig, mirror_camera
+    from ssltk.data.stream.augment import AugmentConfig, mirror_camera
 
     if cfg.augment is not None:
         return cfg.augment

@@ -208,7 +208,7 @@ class FrameTransform:
         """The random draws of :meth:`many` for frames of these ``(H, W)``: ``(crop box, photometric plan)``.
 
         The same draws in the same order as :meth:`many` makes, so a caller that decodes the
-        frames elsewhere (the device-decode path, :mod:`ssltk.data.device_decode`) gets the
+        frames elsewhere (the device-decode path, :mod:`ssltk.data.stream.device_decode`) gets the
         same crops and augmentations for the same generator state.
         """
         out = []

@@ -2,7 +2,7 @@
 
 ``--decode gpu`` (and ``auto`` on a CUDA run): the loader workers no longer decode. For every
 cell of a batch they read the JPEG header, draw the crop box and the photometric plan exactly as
-the CPU path would (:meth:`ssltk.data.augment.FrameTransform.plan_many`, same generator, same
+the CPU path would (:meth:`ssltk.data.stream.augment.FrameTransform.plan_many`, same generator, same
 order, boxes in the coordinates of the CPU path's DCT-downscaled decode), and send the bytes
 with those draws. The main process decodes the batch's distinct JPEGs with one
 ``torchvision.io.decode_jpeg(list, device=...)`` call (nvJPEG on CUDA), then crops (the box
@@ -19,19 +19,21 @@ path drops the whole sample instead, which a batch already assembled cannot do.
 
 from __future__ import annotations
 
+import random
 import warnings
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from ssltk.data.augment import MIRRORED_EGO, FrameTransform, _resize_uint8
-from ssltk.data.decode import DecodeError, decode_jpeg
+from ssltk.data.stream.augment import FrameTransform, _resize_uint8
+from ssltk.data.stream.cells import Decode, Decoded
+from ssltk.data.stream.decode import DecodeError, decode_jpeg
 from ssltk.errors import UsageError
 
-__all__ = ["resolve_decode", "DeviceDecoder", "plan_cells", "pack_cells"]
+__all__ = ["resolve_decode", "DeviceDecoder", "PlanCells", "pack_cells"]
 
 _JPEG_MAGIC = b"\xff\xd8"
 
@@ -66,12 +68,6 @@ class _Pending:
     mirror: bool = False
 
 
-@dataclass
-class _Planned:
-    view: Any
-    cells: list[tuple[int, int, _Pending]]
-
-
 def _probe(data: bytes, size: int) -> tuple[tuple[int, int], tuple[int, int], Any]:
     """``((h, w) the CPU path decodes at, (H, W) full size, source)`` of one frame's bytes."""
     if data[:2] == _JPEG_MAGIC:
@@ -94,48 +90,25 @@ def _full_box(box: tuple[int, int, int], scaled: tuple[int, int], full: tuple[in
     return t, l_, max(1, min(round(side * sy), full[0] - t, full[1] - l_))
 
 
-def plan_cells(stage: Any, src: Iterator[list]) -> Iterator[list[_Planned]]:
-    """Worker stage body (``pipeline._PlanCells``, a ``_Decode`` for its settings): groups of RawViews
-    -> planned cells (bytes + draws), with the CPU path's random draws in the CPU path's order."""
-    rng = stage.ctx.rng
-    for group in src:
-        probes: dict = {}
-        for view in group:
-            for ref, data in view.images.items():
-                if ref in probes:
-                    continue
-                try:
-                    probes[ref] = _probe(data, stage.size)
-                except DecodeError as exn:
-                    probes[ref] = None
-                    stage.ctx.counter.skip("corrupt_image", view.url, view.key, f"f{ref[0]:03d}.{ref[1]}: {exn}")
-        views = [view for view in group if all(probes[ref] is not None for ref in view.images)]
-        cells = [(i, t, v, ref) for i, view in enumerate(views) for t, row in enumerate(view.refs)
-                 for v, ref in enumerate(row) if ref is not None]  # fmt: skip
-        if stage.reuse:  # no random draws per cell (augmentation off), as _Decode
-            refs = list(dict.fromkeys(ref for *_, ref in cells))
-            done = dict(zip(refs, stage.transform.plan_many([probes[r][0] for r in refs], rng)))
-            draws = [done[ref] for *_, ref in cells]
-        else:
-            draws = stage.transform.plan_many([probes[ref][0] for *_, ref in cells], rng, [i for i, *_ in cells])
-        out = [_Planned(view, []) for view in views]
-        for (i, t, v, ref), (box, plan) in zip(cells, draws):
-            scaled, full, source = probes[ref]
-            out[i].cells.append((t, v, _Pending(source, _full_box(box, scaled, full), plan)))
-        if stage.flip_p:
-            out = [_mirrored(d, stage.mirror) if rng.random() < stage.flip_p else d for d in out]
-        if out:
-            stage.ctx.shards_since_output = 0
-            yield out
+class PlanCells(Decode):
+    """:class:`~ssltk.data.stream.cells.Decode` for the device-decode path: each cell is planned
+    (its bytes and the CPU path's random draws, in the CPU path's order), decoded in the main process."""
+
+    def read(self, data: bytes) -> tuple[tuple[int, int], tuple[int, int], Any]:
+        return _probe(data, self.size)
+
+    def draw(self, frames: list[Any], rng: random.Random, samples: list[int] | None = None) -> list[Any]:
+        return self.transform.plan_many([scaled for scaled, _, _ in frames], rng, samples)
+
+    def cell(self, frame: Any, drawn: Any) -> _Pending:
+        (scaled, full, source), (box, plan) = frame, drawn
+        return _Pending(source, _full_box(box, scaled, full), plan)
+
+    def mirror_cell(self, cell: _Pending) -> _Pending:
+        return replace(cell, mirror=True)  # the frame is flipped once decoded
 
 
-def _mirrored(d: _Planned, mirror: list[int]) -> _Planned:
-    """As ``pipeline._Decode._mirrored``: cameras swapped, yaw-like ego negated, frames flipped (later)."""
-    ego = {k: ([-x for x in v] if k in MIRRORED_EGO else v) for k, v in d.view.ego.items()}
-    return _Planned(replace(d.view, ego=ego), [(t, mirror[v], replace(p, mirror=True)) for t, v, p in d.cells])
-
-
-def pack_cells(items: list[_Planned], valid: np.ndarray) -> dict[str, Any]:
+def pack_cells(items: list[Decoded], valid: np.ndarray) -> dict[str, Any]:
     """The batch fields of planned cells: distinct ``sources``, ``cells`` rows and ``plans``; sets ``valid``."""
     sources: list[Any] = []
     index: dict[int, int] = {}
