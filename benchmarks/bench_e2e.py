@@ -36,7 +36,7 @@ TARGET_SPEED, TARGET_MEM = 0.95, 1.25
 
 
 def _cfg(args, out: str, precision: str | None = None):
-    from ssltk.data.cache import default_synthetic_shards
+    from ssltk.data.synth.cache import default_synthetic_shards
     from ssltk.train.config import load_config
 
     data = args.data or str(default_synthetic_shards("train", verbose=False))
@@ -127,7 +127,7 @@ def main() -> None:
         print(json.dumps(run_ssltk(args) if args.child == "ssltk" else run_bare(args, args.child.split("-")[1])))
         return
     argv = [a for a in sys.argv[1:]]
-    from ssltk.data.cache import default_synthetic_shards
+    from ssltk.data.synth.cache import default_synthetic_shards
     from ssltk.train.runtime import resolve_device, resolve_precision
 
     default_synthetic_shards("train")  # generate once, outside the timed runs

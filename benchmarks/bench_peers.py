@@ -225,7 +225,7 @@ def main() -> None:
         side, precision = args.child.split("-")
         print(json.dumps(RUNNERS[side](args, precision)))
         return
-    from ssltk.data.cache import default_synthetic_shards
+    from ssltk.data.synth.cache import default_synthetic_shards
     from ssltk.train.runtime import resolve_precision
 
     import torch

@@ -30,7 +30,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import simplejpeg  # noqa: E402
 
-from ssltk.data.synth import render_episode, synth_params  # noqa: E402
+from ssltk.data.synth.episodes import render_episode, synth_params  # noqa: E402
 
 TARGET = 200.0  # camera frames per second per core at 128x128
 
@@ -64,7 +64,7 @@ def bench_jpeg_only(size: int, n: int = 400, runs: int = 5) -> float:
 
 
 def bench_default_set() -> tuple[float, float]:
-    from ssltk.data import cache
+    from ssltk.data.synth import cache
 
     tmp = tempfile.mkdtemp(prefix="ssltk-bench-cache-")
     os.environ["SSLTK_CACHE"] = tmp

@@ -34,7 +34,7 @@ def main() -> None:
     args = p.parse_args()
 
     from ssltk.batch import to_device
-    from ssltk.data.cache import default_synthetic_shards
+    from ssltk.data.synth.cache import default_synthetic_shards
     from ssltk.data.stream.pipeline import probe_data
     from ssltk.registry import Registry
     from ssltk.train.config import ObjectiveSpec, load_config

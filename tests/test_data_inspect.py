@@ -14,11 +14,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ssltk.cli import build_app
-from ssltk.data import cache
+from ssltk.data.synth import cache
 from ssltk.data.shards import iter_segments, resolve_shards
 from ssltk.data.shards.inspect import inspect_shards
-from ssltk.data.sheet import BACKGROUND, MISSING, contact_sheet
-from ssltk.data.synth import synth_episodes
+from ssltk.data.synth.sheet import BACKGROUND, MISSING, contact_sheet
+from ssltk.data.synth.episodes import synth_episodes
 from ssltk.plugins import get_plugin_manager
 from ssltk.testing.shards import identity_colours, write_tiny_shards
 

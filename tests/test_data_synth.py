@@ -11,11 +11,12 @@ import simplejpeg
 from typer.testing import CliRunner
 
 from ssltk.cli import build_app
-from ssltk.data import cache, synth
 from ssltk.data.shards.format import EGO_FIELDS, resolve_shards, segment_starts
 from ssltk.data.shards.reader import iter_segments
-from ssltk.data.render import Renderer
-from ssltk.data.synth_world import World
+from ssltk.data.synth import cache
+from ssltk.data.synth import episodes as synth
+from ssltk.data.synth.render import Renderer
+from ssltk.data.synth.world import World
 from ssltk.errors import UnknownNameError, UsageError
 from ssltk.plugins import get_plugin_manager
 

@@ -164,7 +164,7 @@ def test_bad_inputs_are_usage_errors(tmp_path, probe_data):
 
 
 def test_no_data_without_builtin_synthetic_data_asks_for_data(probe_data, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ssltk.data.cache", None)  # as if the module did not exist
+    monkeypatch.setitem(sys.modules, "ssltk.data.synth.cache", None)  # as if the module did not exist
     with pytest.raises(UsageError, match="--data"):
         run_probe(probe_data / "bundle")
 

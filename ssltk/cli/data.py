@@ -75,7 +75,7 @@ def _synth_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace shards already in --out."),
 ) -> None:
     """Generate synthetic multi-camera driving episodes as episode shards."""
-    from ssltk.data.synth import synth_episodes, synth_params
+    from ssltk.data.synth.episodes import synth_episodes, synth_params
 
     hw = parse_image_size(image_size)
     cams = _split_list(cameras)
@@ -171,7 +171,7 @@ def _inspect_cmd(
         _print_damage(info, damage_lines(info), readable=False)
         raise typer.Exit(1)
     if sheet is not None:
-        from ssltk.data.sheet import contact_sheet
+        from ssltk.data.synth.sheet import contact_sheet
 
         contact_sheet(spec, sheet, episodes=sheet_episodes, columns=sheet_columns, stride=sheet_stride,
                       cameras=_split_list(sheet_cameras))  # fmt: skip
@@ -201,7 +201,7 @@ def _default_cmd(
     split: str = typer.Option("train", help="train, or probe (held-out episodes)."),
 ) -> None:
     """Print the folder of the built-in synthetic shards (generated into the user cache on first use)."""
-    from ssltk.data.cache import default_synthetic_shards
+    from ssltk.data.synth.cache import default_synthetic_shards
 
     typer.echo(str(default_synthetic_shards(split)))
 

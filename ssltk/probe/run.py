@@ -91,7 +91,7 @@ def resolve_data(data: Any) -> list[str]:
 
     if data is None:
         try:
-            from ssltk.data.cache import default_synthetic_shards
+            from ssltk.data.synth.cache import default_synthetic_shards
         except ImportError:
             raise UsageError("no --data given and no built-in synthetic data in this install; pass --data SHARDS") from None
         data = default_synthetic_shards("probe")

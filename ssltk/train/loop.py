@@ -216,7 +216,7 @@ def pretrain(
     if rt.device.type == "cpu":
         set_cpu_threads(cfg.threads)
     if cfg.data is None:
-        from ssltk.data.cache import default_synthetic_shards
+        from ssltk.data.synth.cache import default_synthetic_shards
 
         cfg.data = str(default_synthetic_shards("train"))
     data = probe_data(cfg.data, strict=cfg.strict_data)

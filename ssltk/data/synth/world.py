@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ssltk.data.render import HILL_SAMPLES, Drawable, box_corners, face_shades
+from ssltk.data.synth.render import HILL_SAMPLES, Drawable, box_corners, face_shades
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ssltk.data.render import Camera
+    from ssltk.data.synth.render import Camera
 
 WHEELBASE = 2.8  # m, for the steering angle of the bicycle model
 SUBSTEPS = 10  # simulation steps per frame
@@ -351,7 +351,7 @@ def sample_style(rng, urban: bool) -> Style:
 
 
 class World:
-    """One episode's world and ego motion; :class:`ssltk.data.render.Renderer` draws it."""
+    """One episode's world and ego motion; :class:`ssltk.data.synth.render.Renderer` draws it."""
 
     def __init__(self, seed: np.random.SeedSequence, n_frames: int, fps: float, speed_range=(5.0, 25.0)) -> None:
         r_road, r_ego, r_traffic, r_props, r_look = (np.random.default_rng(s) for s in seed.spawn(5))

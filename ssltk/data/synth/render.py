@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ssltk.data.synth_world import World
+    from ssltk.data.synth.world import World
 
 MAX_RANGE = 220.0  # metres of ground drawn; beyond it the horizon haze
 NEAR = 0.1  # near clipping plane (m)
@@ -170,7 +170,7 @@ class Drawable:
 
 
 class Renderer:
-    """Renders a :class:`~ssltk.data.synth_world.World` from a camera rig.
+    """Renders a :class:`~ssltk.data.synth.world.World` from a camera rig.
 
     Sky and ground are computed per pixel in planar float32 (3, H, W); boxes
     and billboards are then drawn far to near with PIL on a ``SUPERSAMPLE``

@@ -1,7 +1,7 @@
 """Synthetic multi-camera driving episodes, written as episode shards (``ssltk data synth``).
 
-Each episode is a procedural world (:mod:`ssltk.data.synth_world`) rendered in
-perspective from a fixed camera rig (:mod:`ssltk.data.render`), JPEG-encoded
+Each episode is a procedural world (:mod:`ssltk.data.synth.world`) rendered in
+perspective from a fixed camera rig (:mod:`ssltk.data.synth.render`), JPEG-encoded
 with simplejpeg and cut into overlapping segments (``docs/episode_shards.md``).
 The output is a pure function of the options: the same options give
 byte-identical shards, whatever the number of worker processes.
@@ -20,13 +20,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ssltk.data.shards.format import SegmentMeta, ShardSetWriter, segment_starts
-from ssltk.data.render import CAMERA_RIG, DEFAULT_CAMERAS, Renderer
-from ssltk.data.synth_world import World
+from ssltk.data.synth.render import CAMERA_RIG, DEFAULT_CAMERAS, Renderer
+from ssltk.data.synth.world import World
 from ssltk.errors import UnknownNameError, UsageError
 
 GENERATOR = "ssltk.data.synth"
 # Bump whenever the same options would produce different images or metadata:
-# cached default shard sets (ssltk.data.cache) are keyed by it.
+# cached default shard sets (ssltk.data.synth.cache) are keyed by it.
 GENERATOR_VERSION = 1
 EGO_DECIMALS = 6  # ego values are rounded to micro-units in the metadata
 

@@ -23,8 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ssltk.data import synth
 from ssltk.data.shards.format import FORMAT_VERSION, MANIFEST
+from ssltk.data.synth import episodes
 from ssltk.errors import UnknownNameError, UsageError
 
 __all__ = ["default_synthetic_shards", "cache_root", "DEFAULT_SPLITS"]
@@ -51,7 +51,7 @@ def cache_root() -> Path:
 
 
 def _key(params: dict[str, Any], shard_size: int) -> str:
-    blob = {"generator": synth.GENERATOR, "version": synth.GENERATOR_VERSION, "format": FORMAT_VERSION,
+    blob = {"generator": episodes.GENERATOR, "version": episodes.GENERATOR_VERSION, "format": FORMAT_VERSION,
             "params": params, "shard_size": shard_size}  # fmt: skip
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -64,15 +64,15 @@ def default_synthetic_shards(split: str = "train", *, shard_size: int = 16, verb
     """Folder of the default synthetic shard set for ``split`` ("train" or "probe"), generating it if needed.
 
     ``overrides`` change generator options (``episodes=4``, ``image_size=64``,
-    ... as in :func:`ssltk.data.synth.synth_episodes`); each distinct set of
+    ... as in :func:`ssltk.data.synth.episodes.synth_episodes`); each distinct set of
     options is cached separately.
     """
     if split not in DEFAULT_SPLITS:
         raise UnknownNameError("split", split, DEFAULT_SPLITS)
-    params = synth.synth_params(**{**DEFAULT_SPLITS[split], **overrides})
+    params = episodes.synth_params(**{**DEFAULT_SPLITS[split], **overrides})
     key = _key(params, shard_size)
     root = cache_root() / "synth"
-    final = root / f"{split}-v{synth.GENERATOR_VERSION}-{key}"
+    final = root / f"{split}-v{episodes.GENERATOR_VERSION}-{key}"
     if _complete(final):
         return final
     try:
@@ -87,8 +87,8 @@ def default_synthetic_shards(split: str = "train", *, shard_size: int = 16, verb
         from ssltk.data import PARALLEL
 
         workers = max(1, min(4, os.cpu_count() or 1)) if PARALLEL["generation"] else 1  # the output does not depend on it
-        manifest = synth.synth_episodes(tmp, shard_size=shard_size, workers=workers, **params)
-        stamp = {"split": split, "key": key, "generator_version": synth.GENERATOR_VERSION, "params": params,
+        manifest = episodes.synth_episodes(tmp, shard_size=shard_size, workers=workers, **params)
+        stamp = {"split": split, "key": key, "generator_version": episodes.GENERATOR_VERSION, "params": params,
                  "seconds": round(time.perf_counter() - started, 2), "segments": manifest["segments"]}  # fmt: skip
         (tmp / STAMP).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
         _publish(tmp, final)
@@ -118,7 +118,7 @@ def _prune(root: Path, split: str, keep: Path) -> None:
         try:
             if path.name.startswith(".tmp-") and now - path.stat().st_mtime > _STALE_TMP_S:
                 shutil.rmtree(path, ignore_errors=True)
-            elif path.name.startswith(f"{split}-v") and not path.name.startswith(f"{split}-v{synth.GENERATOR_VERSION}-"):
+            elif path.name.startswith(f"{split}-v") and not path.name.startswith(f"{split}-v{episodes.GENERATOR_VERSION}-"):
                 shutil.rmtree(path, ignore_errors=True)
         except OSError:
             pass
