@@ -78,6 +78,10 @@ RECIPES: dict[str, dict] = {
     # retrieval lever 2: coarse scene colour (not standardised per image) as a third decoded part
     "layout-pec2": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2}, "_augment": GEO},
     "layout-pec4": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 4}, "_augment": GEO},
+    "layout-pec4w4": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 4, "colour_weight": 4}, "_augment": GEO},
+    "layout-pec4w16": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 4, "colour_weight": 16}, "_augment": GEO},
+    "layout-pec2w16": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2, "colour_weight": 16}, "_augment": GEO},
+    "layout-pec2w48": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2, "colour_weight": 48}, "_augment": GEO},
     "layout-pec4-10min": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 4}, "_augment": GEO,
                           "_config": {"image_size": 96, "steps": 1350}},
     "layout-fixed": {"layout-prediction": {**PIX16, "normalize": "fixed"}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},

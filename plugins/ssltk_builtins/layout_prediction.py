@@ -105,6 +105,7 @@ class LayoutOptions:
     target: str = field(default="pixels+edges", metadata={"help": "what is decoded, parts joined with '+': 'pixels' (the thumbnail), 'edges' (grey edge magnitudes), 'colour' (coarse RGB means, not standardised per image)"})
     edge_side: int = field(default=16, metadata={"help": "side of the edge map (0 = the same as side)"})
     colour_side: int = field(default=4, metadata={"help": "side of the 'colour' part: RGB area means with a fixed scale, so scene colour survives"})
+    colour_weight: float = field(default=1.0, metadata={"help": "weight of each 'colour' number in the MSE relative to the other parts' (1 = a plain mean over all numbers)"})
 
     def validate(self) -> None:
         if str(self.dt).strip() not in ("0", ""):
@@ -123,6 +124,8 @@ class LayoutOptions:
             raise ssltk.UsageError(f"layout-prediction.edge_side must be 0 or 2..64 pixels, got {self.edge_side}")
         if not 1 <= self.colour_side <= 64:
             raise ssltk.UsageError(f"layout-prediction.colour_side must be 1..64 pixels, got {self.colour_side}")
+        if not self.colour_weight > 0:
+            raise ssltk.UsageError(f"layout-prediction.colour_weight must be > 0, got {self.colour_weight}")
 
 
 def _cameras(text: str) -> str | tuple[str, ...]:
@@ -154,12 +157,24 @@ class LayoutPrediction(ssltk.Objective):
     def target_size(self) -> int:
         """Numbers per decoded target: the thumbnail's, the two edge maps' and the colour means'."""
         o = self.options
+        return sum(self._part_sizes().values())
+
+    def _part_sizes(self) -> dict[str, int]:
+        o = self.options
         sizes = {
             "pixels": (1 if o.gray else 3) * o.side * o.side,
             "edges": 2 * (o.edge_side or o.side) ** 2,
             "colour": 3 * o.colour_side * o.colour_side,
         }
-        return sum(sizes[p] for p in target_parts(o.target))
+        return {p: sizes[p] for p in target_parts(o.target)}
+
+    def number_weights(self) -> torch.Tensor | None:
+        """Per-number MSE weights ``[target_size()]`` (mean 1), or None when all weigh the same."""
+        sizes = self._part_sizes()
+        if self.options.colour_weight == 1.0 or "colour" not in sizes:
+            return None
+        w = torch.cat([torch.full((n,), self.options.colour_weight if p == "colour" else 1.0) for p, n in sizes.items()])
+        return w / w.mean()
 
     def targets(self, frames: torch.Tensor) -> torch.Tensor:
         """``uint8 [..., C, H, W]`` frames -> the flattened targets ``[..., target_size()]``."""
@@ -190,10 +205,13 @@ class LayoutPrediction(ssltk.Objective):
             dt = batch["dt"][:, tgt_slot].to(src.dtype)[:, None, None].expand(*src.shape[:2], 1)
             src = torch.cat([src, dt], dim=-1)
         pred = self.decoder(src)
-        err = (pred.float() - target.to(pred.device)).pow(2).mean(-1)  # [B, V]
+        sq = (pred.float() - target.to(pred.device)).pow(2)
+        w = self.number_weights()
+        err = (sq if w is None else sq * w.to(sq.device)).mean(-1)  # [B, V]
         n = valid.sum()
         loss = (err * valid).sum() / n.clamp(min=1)
         with torch.no_grad():
             var = target[valid].var(dim=0).mean() if n > 1 else torch.ones((), device=err.device)
-            r2 = 1.0 - ((err * valid).sum() / n.clamp(min=1)) / var.clamp(min=1e-8)
+            plain = sq.mean(-1) if w is not None else err  # R² of the unweighted numbers
+            r2 = 1.0 - ((plain * valid).sum() / n.clamp(min=1)) / var.clamp(min=1e-8)
         return ssltk.LossOutput(loss, {"mse": float(loss.detach()), "r2": float(r2)})

@@ -174,6 +174,25 @@ def test_loss_is_the_mse_over_valid_cells():
     assert out.metrics["mse"] == pytest.approx(float(out.loss))
 
 
+def test_colour_weight_scales_the_colour_numbers_in_the_mse():
+    obj = LayoutPrediction.from_options(D, side=2, target="pixels+colour", colour_side=1, colour_weight=5.0)
+    emb, batch = _inputs(obj, seed=2)
+    out = obj(emb, batch)
+    mask, frames = batch["mask"], batch["frames"]
+    errs = []
+    for b in range(mask.shape[0]):
+        for v in range(mask.shape[2]):
+            if not mask[b, 0, v]:
+                continue
+            pix = thumbnails(frames[b, 0, v], 2, per_image=True).flatten()  # 12 numbers, weight 1
+            col = thumbnails(frames[b, 0, v], 1).flatten()  # 3 numbers, weight 5
+            with torch.no_grad():
+                pred = obj.decoder(emb[b, 0, v])
+            se = (pred - torch.cat([pix, col])).pow(2)
+            errs.append(float((se[:12].sum() + 5 * se[12:].sum()) / (12 + 5 * 3)))  # weights of mean 1
+    assert float(out.loss) == pytest.approx(sum(errs) / len(errs), rel=1e-5)
+
+
 def test_a_perfect_decoder_gives_zero_loss_and_r2_one():
     obj = LayoutPrediction.from_options(3 * 4 * 4, side=4, target="pixels")  # normalize="image"
     batch = fake_batch_for(obj, 6, ("front",), seed=3, missing=0.0)
@@ -250,6 +269,7 @@ def test_passes_the_objective_contract(opts):
     (dict(target="flow"), "target must join distinct parts of pixels, edges, colour"),
     (dict(target="pixels+pixels"), "target must join distinct parts"),
     (dict(colour_side=0), "colour_side must be 1..64"),
+    (dict(colour_weight=0), "colour_weight must be > 0"),
     (dict(edge_side=1), "edge_side must be 0 or 2..64"),
 ])
 def test_bad_options_say_what_is_wrong(bad, match):
