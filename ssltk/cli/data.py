@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ssltk.cli._util import AppState, console, err_console, friendly, print_json, print_key_values
+from ssltk.data.synth.params import SynthParams
 from ssltk.errors import UsageError
 
 DOCS = "docs/data.md"
@@ -55,32 +56,40 @@ def _progress(label: str, total: int | None = None) -> Iterator:
             bar.stop()
 
 
+def _synth_option(name: str, *decls: str):
+    """A ``data synth`` option whose default and help are :class:`~ssltk.data.synth.params.SynthParams`'s."""
+    default, help_text = SynthParams.option(name)
+    if name == "cameras":
+        default = ",".join(default)
+    elif name == "image_size":
+        default = str(default)
+    return typer.Option(default, *decls, help=help_text)
+
+
 def _synth_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for the shards."),
-    episodes: int = typer.Option(8, help="Number of episodes."),
-    length: int = typer.Option(64, help="Timesteps per episode."),
-    image_size: str = typer.Option("128", "--image-size", help="96 (square) or WIDTHxHEIGHT, e.g. 160x96."),
-    fps: float = typer.Option(10.0, help="Frames per second."),
-    cameras: str = typer.Option(
-        "front,front_left,front_right,rear", help="Comma-separated cameras from: front, front_left, front_right, "
-        "left, right, rear_left, rear_right, rear."
-    ),  # fmt: skip
-    drop_rate: float = typer.Option(0.0, "--drop-rate", help="Chance that a camera frame is missing (recorded, no image)."),
-    seed: int = typer.Option(0, help="Random seed: same seed and options, byte-identical shards."),
-    segment_length: int = typer.Option(16, "--segment-length", help="Timesteps per stored segment."),
-    overlap: int = typer.Option(8, help="Timesteps shared by consecutive segments (pairs up to this Δt are always together)."),
-    quality: int = typer.Option(90, help="JPEG quality (1-100)."),
+    episodes: int = _synth_option("episodes"),
+    length: int = _synth_option("length"),
+    image_size: str = _synth_option("image_size", "--image-size"),
+    fps: float = _synth_option("fps"),
+    cameras: str = _synth_option("cameras"),
+    drop_rate: float = _synth_option("drop_rate", "--drop-rate"),
+    seed: int = _synth_option("seed"),
+    segment_length: int = _synth_option("segment_length", "--segment-length"),
+    overlap: int = _synth_option("overlap"),
+    quality: int = _synth_option("quality"),
     shard_size: int = typer.Option(32, "--shard-size", help="Segments per shard."),
     workers: int = typer.Option(1, help="Worker processes (the output does not depend on it)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace shards already in --out."),
 ) -> None:
     """Generate synthetic multi-camera driving episodes as episode shards."""
-    from ssltk.data.synth.episodes import synth_episodes, synth_params
+    from ssltk.data.synth.episodes import synth_episodes
 
-    hw = parse_image_size(image_size)
-    cams = _split_list(cameras)
-    synth_params(episodes=episodes, length=length, image_size=hw, cameras=cams)  # fail before the bar appears
-    total = episodes * length * len(cams)
+    params = SynthParams(  # fails before the bar appears
+        episodes=episodes, length=length, image_size=parse_image_size(image_size), fps=fps, cameras=cameras,
+        drop_rate=drop_rate, seed=seed, segment_length=segment_length, overlap=overlap, quality=quality,
+    )  # fmt: skip
+    total = params.episodes * params.length * len(params.cameras)
     with _progress("synth", total) as update:
         done = [0]
 
@@ -88,11 +97,7 @@ def _synth_cmd(
             done[0] += n
             update(done[0])
 
-        manifest = synth_episodes(
-            out, episodes=episodes, length=length, image_size=hw, fps=fps, cameras=cams, drop_rate=drop_rate,
-            seed=seed, segment_length=segment_length, overlap=overlap, quality=quality, shard_size=shard_size,
-            workers=workers, overwrite=overwrite, progress=step,
-        )  # fmt: skip
+        manifest = synth_episodes(out, params, shard_size=shard_size, workers=workers, overwrite=overwrite, progress=step)
     mb = sum(s["bytes"] for s in manifest["shards"]) / 1e6
     console.print(
         f"wrote {manifest['episodes']} episodes, {manifest['segments']} segments, {manifest['frames']} images "

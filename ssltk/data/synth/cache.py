@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ssltk.data.shards.format import FORMAT_VERSION, MANIFEST
-from ssltk.data.synth import episodes
+from ssltk.data.synth import PARALLEL, episodes
+from ssltk.data.synth.params import SynthParams
 from ssltk.errors import UnknownNameError, UsageError
 
 __all__ = ["default_synthetic_shards", "cache_root", "DEFAULT_SPLITS"]
@@ -64,13 +65,13 @@ def default_synthetic_shards(split: str = "train", *, shard_size: int = 16, verb
     """Folder of the default synthetic shard set for ``split`` ("train" or "probe"), generating it if needed.
 
     ``overrides`` change generator options (``episodes=4``, ``image_size=64``,
-    ... as in :func:`ssltk.data.synth.episodes.synth_episodes`); each distinct set of
+    ... :class:`~ssltk.data.synth.params.SynthParams`); each distinct set of
     options is cached separately.
     """
     if split not in DEFAULT_SPLITS:
         raise UnknownNameError("split", split, DEFAULT_SPLITS)
-    params = episodes.synth_params(**{**DEFAULT_SPLITS[split], **overrides})
-    key = _key(params, shard_size)
+    params = SynthParams(**{**DEFAULT_SPLITS[split], **overrides})
+    key = _key(params.to_dict(), shard_size)
     root = cache_root() / "synth"
     final = root / f"{split}-v{episodes.GENERATOR_VERSION}-{key}"
     if _complete(final):
@@ -84,11 +85,9 @@ def default_synthetic_shards(split: str = "train", *, shard_size: int = 16, verb
         sys.stderr.write(f"ssltk: generating the default synthetic '{split}' episodes into {final} (once)...\n")
     started = time.perf_counter()
     try:
-        from ssltk.data import PARALLEL
-
         workers = max(1, min(4, os.cpu_count() or 1)) if PARALLEL["generation"] else 1  # the output does not depend on it
-        manifest = episodes.synth_episodes(tmp, shard_size=shard_size, workers=workers, **params)
-        stamp = {"split": split, "key": key, "generator_version": episodes.GENERATOR_VERSION, "params": params,
+        manifest = episodes.synth_episodes(tmp, params=params, shard_size=shard_size, workers=workers)
+        stamp = {"split": split, "key": key, "generator_version": episodes.GENERATOR_VERSION, "params": params.to_dict(),
                  "seconds": round(time.perf_counter() - started, 2), "segments": manifest["segments"]}  # fmt: skip
         (tmp / STAMP).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
         _publish(tmp, final)

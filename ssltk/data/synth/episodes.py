@@ -20,9 +20,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ssltk.data.shards.format import SegmentMeta, ShardSetWriter, segment_starts
-from ssltk.data.synth.render import CAMERA_RIG, DEFAULT_CAMERAS, Renderer
+from ssltk.data.synth.params import SynthParams, synth_params
+from ssltk.data.synth.render import Renderer
 from ssltk.data.synth.world import World
-from ssltk.errors import UnknownNameError, UsageError
+from ssltk.errors import UsageError
 
 GENERATOR = "ssltk.data.synth"
 # Bump whenever the same options would produce different images or metadata:
@@ -30,61 +31,11 @@ GENERATOR = "ssltk.data.synth"
 GENERATOR_VERSION = 1
 EGO_DECIMALS = 6  # ego values are rounded to micro-units in the metadata
 
-__all__ = ["synth_episodes", "synth_params", "episode_name", "render_episode", "GENERATOR_VERSION", "DEFAULT_CAMERAS"]
+__all__ = ["synth_episodes", "synth_params", "SynthParams", "episode_name", "render_episode", "GENERATOR_VERSION"]
 
 
 def episode_name(seed: int, index: int) -> str:
     return f"synth-s{seed}-e{index:05d}"
-
-
-def _image_size(value: int | Sequence[int]) -> list[int]:
-    hw = [int(value), int(value)] if isinstance(value, (int, np.integer)) else [int(v) for v in value]
-    if len(hw) != 2 or not all(16 <= v <= 2048 for v in hw):
-        raise UsageError(f"image size {value!r}: need 16..2048 pixels (an int or (height, width))")
-    return hw
-
-
-def synth_params(
-    *,
-    episodes: int = 8,
-    length: int = 64,
-    image_size: int | Sequence[int] = 128,
-    fps: float = 10.0,
-    cameras: Sequence[str] = DEFAULT_CAMERAS,
-    drop_rate: float = 0.0,
-    seed: int = 0,
-    segment_length: int = 16,
-    overlap: int = 8,
-    quality: int = 90,
-    speed_range: Sequence[float] = (5.0, 25.0),
-) -> dict[str, Any]:
-    """Validated, JSON-ready generator options (what decides the output bytes)."""
-    if isinstance(cameras, str):
-        cameras = [c.strip() for c in cameras.split(",") if c.strip()]
-    cameras = list(cameras)
-    for cam in cameras:
-        if cam not in CAMERA_RIG:
-            raise UnknownNameError("camera", cam, CAMERA_RIG, hint="see `ssltk data synth --help`")
-    if not cameras or len(set(cameras)) != len(cameras):
-        raise UsageError(f"cameras {cameras}: need at least one, without repeats")
-    checks = [
-        (episodes >= 1, f"episodes must be >= 1, got {episodes}"),
-        (length >= 2, f"length must be >= 2 timesteps, got {length}"),
-        (0 < fps <= 1000, f"fps must be in (0, 1000], got {fps}"),
-        (0 <= drop_rate < 1, f"drop rate must be in [0, 1), got {drop_rate}"),
-        (seed >= 0, f"seed must be >= 0, got {seed}"),
-        (1 <= quality <= 100, f"JPEG quality must be 1..100, got {quality}"),
-        (len(speed_range) == 2 and 0 < speed_range[0] <= speed_range[1] <= 60, f"speed range {speed_range}: need 0 < min <= max <= 60 m/s"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
-    segment_starts(length, segment_length, overlap)  # validates segment_length / overlap
-    return {
-        "episodes": int(episodes), "length": int(length), "image_size": _image_size(image_size), "fps": float(fps),
-        "cameras": cameras, "drop_rate": float(drop_rate), "seed": int(seed), "segment_length": int(segment_length),
-        "overlap": int(overlap), "quality": int(quality), "speed_range": [float(v) for v in speed_range],
-    }  # fmt: skip
 
 
 @dataclass
@@ -170,48 +121,40 @@ def _rendered(params: dict[str, Any], workers: int):
 
 def synth_episodes(
     out: str | Path,
+    params: SynthParams | None = None,
     *,
-    episodes: int = 8,
-    length: int = 64,
-    image_size: int | Sequence[int] = 128,
-    fps: float = 10.0,
-    cameras: Sequence[str] = DEFAULT_CAMERAS,
-    drop_rate: float = 0.0,
-    seed: int = 0,
-    segment_length: int = 16,
-    overlap: int = 8,
-    quality: int = 90,
-    speed_range: Sequence[float] = (5.0, 25.0),
     shard_size: int = 32,
     workers: int = 1,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Generate ``episodes`` synthetic episodes into ``out`` as episode shards; return the manifest.
+    """Generate synthetic episodes into ``out`` as episode shards; return the manifest.
 
-    ``image_size`` is an int (square) or ``(height, width)``; ``drop_rate`` is
-    the chance that a camera frame is missing (listed in ``SegmentMeta.missing``,
-    no image stored); segments of ``segment_length`` timesteps overlap by
-    ``overlap``; shards hold ``shard_size`` segments. ``progress(n)`` is called
-    with the number of camera frames finished after each episode.
+    The episodes are ``params``, or ``SynthParams(**options)`` (``episodes=``,
+    ``length=``, ``image_size=``, ... :class:`~ssltk.data.synth.params.SynthParams`);
+    ``drop_rate`` is the chance that a camera frame is missing (listed in
+    ``SegmentMeta.missing``, no image stored); segments of ``segment_length``
+    timesteps overlap by ``overlap``; shards hold ``shard_size`` segments.
+    ``progress(n)`` is called with the number of camera frames finished after each episode.
     """
-    params = synth_params(
-        episodes=episodes, length=length, image_size=image_size, fps=fps, cameras=cameras, drop_rate=drop_rate,
-        seed=seed, segment_length=segment_length, overlap=overlap, quality=quality, speed_range=speed_range,
-    )  # fmt: skip
+    if params is not None and options:
+        raise TypeError(f"synth_episodes: pass params or options ({', '.join(options)}), not both")
+    params_dict = (params or SynthParams(**options)).to_dict()
     if shard_size < 1 or workers < 1:
         raise UsageError(f"shard size ({shard_size}) and workers ({workers}) must be >= 1")
     info = {
-        "generator": GENERATOR, "generator_version": GENERATOR_VERSION, "synth": params, "fps": params["fps"],
-        "image_size": params["image_size"], "segment_length": params["segment_length"], "overlap": params["overlap"],
+        "generator": GENERATOR, "generator_version": GENERATOR_VERSION, "synth": params_dict, "fps": params_dict["fps"],
+        "image_size": params_dict["image_size"], "segment_length": params_dict["segment_length"],
+        "overlap": params_dict["overlap"],
     }  # fmt: skip
     writer = ShardSetWriter(out, max_segments=shard_size, overwrite=overwrite, info=info)
     try:
-        for ep in _rendered(params, workers):
-            for meta, images in episode_segments(ep, params):
+        for ep in _rendered(params_dict, workers):
+            for meta, images in episode_segments(ep, params_dict):
                 writer.write(meta, images)
             if progress is not None:
-                progress(params["length"] * len(params["cameras"]))
+                progress(params_dict["length"] * len(params_dict["cameras"]))
     except BaseException:
         writer.abort()
         raise

@@ -62,7 +62,6 @@ CAMERA_RIG: dict[str, CameraSpec] = {
         CameraSpec("rear", math.pi, -1.1, 0.0, 1.45),
     )
 }
-DEFAULT_CAMERAS = ("front", "front_left", "front_right", "rear")
 
 
 class Camera:
