@@ -1,7 +1,7 @@
 """Tiny episode shards for tests, with images that say which frame they are.
 
 :func:`write_tiny_shards` writes a valid shard set (``docs/episode_shards.md``)
-through :class:`ssltk.data.format.ShardSetWriter`. Every image is two flat
+through :class:`ssltk.data.shards.format.ShardSetWriter`. Every image is two flat
 colours: the top half encodes the episode's frame number, the bottom half the
 episode index and the camera index, each as base-16 digits on a coarse colour
 scale that survives JPEG and resizing. :func:`identify` reads them back, so a
