@@ -82,6 +82,11 @@ RECIPES: dict[str, dict] = {
     "layout-pec4w16": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 4, "colour_weight": 16}, "_augment": GEO},
     "layout-pec2w16": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2, "colour_weight": 16}, "_augment": GEO},
     "layout-pec2w48": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2, "colour_weight": 48}, "_augment": GEO},
+    "layout-pec2w16-10min": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2, "colour_weight": 16},
+                             "_augment": GEO, "_config": {"image_size": 96, "steps": 1350}},
+    # batch 64 at the same time: half the steps (layout ~88 s per 100 steps at batch 64, 96 px)
+    "layout-b64-10min": {"layout-prediction": {}, "_augment": GEO,
+                         "_config": {"image_size": 96, "steps": 675, "batch_size": 64, "lr": 0.004}},
     "layout-pec4-10min": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 4}, "_augment": GEO,
                           "_config": {"image_size": 96, "steps": 1350}},
     "layout-fixed": {"layout-prediction": {**PIX16, "normalize": "fixed"}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
