@@ -154,43 +154,42 @@ def _inputs(obj, seed=0, missing=0.2, B=8, cameras=("front", "rear")):
     return emb, batch
 
 
-def test_loss_is_the_mse_over_valid_cells():
-    obj = LayoutPrediction.from_options(D, side=4, normalize="fixed", target="pixels")
-    emb, batch = _inputs(obj)
-    assert emb.shape[1] == 1  # dt=0: the anchor frame only
-    out = obj(emb, batch)
+def _naive_loss(obj, emb, batch, cell_error):
+    """Mean over valid ``(sample, camera)`` cells of ``cell_error(pred, frame)``, one cell at a time."""
     mask, frames = batch["mask"], batch["frames"]
     errs = []
     for b in range(mask.shape[0]):
         for v in range(mask.shape[2]):
             if not mask[b, 0, v]:
                 continue
-            target = thumbnails(frames[b, 0, v], 4).flatten()
             with torch.no_grad():
                 pred = obj.decoder(emb[b, 0, v])
-            errs.append(float((pred - target).pow(2).mean()))
+            errs.append(cell_error(pred, frames[b, 0, v]))
     assert 0 < len(errs) < mask[:, 0].numel()  # some cells are masked
-    assert float(out.loss) == pytest.approx(sum(errs) / len(errs), rel=1e-5)
+    return sum(errs) / len(errs)
+
+
+def test_loss_is_the_mse_over_valid_cells():
+    obj = LayoutPrediction.from_options(D, side=4, normalize="fixed", target="pixels")
+    emb, batch = _inputs(obj)
+    assert emb.shape[1] == 1  # dt=0: the anchor frame only
+    out = obj(emb, batch)
+    naive = _naive_loss(obj, emb, batch, lambda pred, frame: float((pred - thumbnails(frame, 4).flatten()).pow(2).mean()))
+    assert float(out.loss) == pytest.approx(naive, rel=1e-5)
     assert out.metrics["mse"] == pytest.approx(float(out.loss))
 
 
 def test_colour_weight_scales_the_colour_numbers_in_the_mse():
     obj = LayoutPrediction.from_options(D, side=2, target="pixels+colour", colour_side=1, colour_weight=5.0)
     emb, batch = _inputs(obj, seed=2)
-    out = obj(emb, batch)
-    mask, frames = batch["mask"], batch["frames"]
-    errs = []
-    for b in range(mask.shape[0]):
-        for v in range(mask.shape[2]):
-            if not mask[b, 0, v]:
-                continue
-            pix = thumbnails(frames[b, 0, v], 2, per_image=True).flatten()  # 12 numbers, weight 1
-            col = thumbnails(frames[b, 0, v], 1).flatten()  # 3 numbers, weight 5
-            with torch.no_grad():
-                pred = obj.decoder(emb[b, 0, v])
-            se = (pred - torch.cat([pix, col])).pow(2)
-            errs.append(float((se[:12].sum() + 5 * se[12:].sum()) / (12 + 5 * 3)))  # weights of mean 1
-    assert float(out.loss) == pytest.approx(sum(errs) / len(errs), rel=1e-5)
+
+    def cell_error(pred, frame):
+        pix = thumbnails(frame, 2, per_image=True).flatten()  # 12 numbers, weight 1
+        col = thumbnails(frame, 1).flatten()  # 3 numbers, weight 5
+        se = (pred - torch.cat([pix, col])).pow(2)
+        return float((se[:12].sum() + 5 * se[12:].sum()) / (12 + 5 * 3))  # weights scaled to mean 1
+
+    assert float(obj(emb, batch).loss) == pytest.approx(_naive_loss(obj, emb, batch, cell_error), rel=1e-5)
 
 
 def test_a_perfect_decoder_gives_zero_loss_and_r2_one():
