@@ -44,7 +44,7 @@ def pretrain(
     data: str | Path | None = None,
     out: str | Path | None = None,
     config: str | Path | None = None,
-    resume: bool | None = None,
+    resume: bool | str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
     **options: Any,
@@ -57,27 +57,44 @@ def pretrain(
     config key of ``ssltk pretrain`` (``steps``, ``lr``, ``batch_size``, ``image_size``,
     ``loggers``, ...; docs/pretrain.md); an unknown key is an error that suggests close ones.
     ``resume``: None continues an interrupted run of the same config in ``out`` (True: always
-    continue it; False: refuse to start over one). ``progress``: a bar on a terminal, log lines
-    (logger ``ssltk.train``) otherwise; False shows nothing.
+    continue it; False: refuse to start over one). A run folder (or ``""``: the newest run in
+    ``out``) continues that run with its own ``run_config.yaml``, as ``ssltk pretrain --resume RUN``:
+    only ``steps`` and run-time options may be given. ``progress``: a bar on a terminal, log
+    lines (logger ``ssltk.train``) otherwise; False shows nothing.
     """
-    from ssltk.cli.progress import training_progress
-    from ssltk.cli._util import console
     from ssltk.train.config import load_config
-    from ssltk.train.loop import pretrain as _pretrain
 
     values: dict[str, Any] = dict(options)
-    for key, value in (("backbone", backbone), ("data", data), ("out", out)):
+    for key, value in (("backbone", backbone), ("data", data)):
         if value is not None:
             values[key] = str(value)
     if objectives is not None:
         values["objectives"] = _objectives(objectives)
-    cfg = load_config(config, values)
-    if resume:
-        from ssltk.train.resume import check_not_finished
+    if isinstance(resume, (str, Path)):
+        from ssltk.train.resume import RUNTIME_KEYS, resume_config
 
-        check_not_finished(cfg.out, cfg.steps)
+        given = [k for k in values if k not in RUNTIME_KEYS and k != "decode"] + (["config"] if config else [])
+        cfg = resume_config(resume, out=out, runtime=values, given=given)
+        resume = True
+    else:
+        cfg = load_config(config, {**values, **({"out": str(out)} if out is not None else {})})
+    return run_pretrain(cfg, resume=resume, overwrite=overwrite, progress=progress)
+
+
+def run_pretrain(cfg: Any, registry: Any = None, *, resume: bool | None = None, overwrite: bool = False,
+                 progress: bool = True, on_start: Any = None):
+    """:func:`ssltk.train.loop.pretrain` as ``ssltk pretrain`` and :func:`pretrain` show it: the bar on a
+    terminal, log lines otherwise (``progress=False``: nothing); the resumed run is announced."""
+    from ssltk.cli._util import console
+    from ssltk.cli.progress import training_progress
+    from ssltk.train.loop import pretrain as _pretrain
+
+    def say(line: str) -> None:
+        console.print(line, markup=False, soft_wrap=True)
+
     with training_progress(console, enabled=progress) as on_step:
-        return _pretrain(cfg, resume=resume, overwrite=overwrite, progress=on_step)
+        return _pretrain(cfg, registry=registry, resume=resume, overwrite=overwrite, progress=on_step,
+                         say=say if progress else None, on_start=on_start)
 
 
 def embed(bundle: str | Path, data: Any = None, out: str | Path = "embeddings.parquet", **kwargs: Any):

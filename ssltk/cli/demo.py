@@ -26,14 +26,17 @@ def register(app: typer.Typer, state: AppState) -> None:
     ) -> None:
         """Pretrain on built-in synthetic driving episodes, then probe what the backbone learned."""
 
-        from ssltk.bundle import check_out_dir
-        from ssltk.cli.pretrain import resolve_config, run_pretrain, summary_panel
+        from ssltk.api import run_pretrain
+        from ssltk.cli.pretrain import summary_panel
+        from ssltk.train.config import resolve_config
 
-        cfg = resolve_config(demo_config_path(), None, None, {"out": out, "steps": steps})
-        check_out_dir(Path(cfg.out), True)  # a clear error if --out is a file
-        console.print(f"[bold]ssltk demo[/]: {cfg.steps} steps of {', '.join(s.name for s in cfg.objectives)} "
-                      f"on {cfg.backbone} at {cfg.image_size}px, built-in synthetic episodes")
-        result = run_pretrain(cfg, state.registry, resume=False, overwrite=True)
+        cfg = resolve_config(demo_config_path(), overrides={"out": out, "steps": steps})
+
+        def intro() -> None:  # once pretrain's checks passed (a --out that is a file is a one-line error)
+            console.print(f"[bold]ssltk demo[/]: {cfg.steps} steps of {', '.join(s.name for s in cfg.objectives)} "
+                          f"on {cfg.backbone} at {cfg.image_size}px, built-in synthetic episodes")
+
+        result = run_pretrain(cfg, state.registry, resume=False, overwrite=True, on_start=intro)
         console.print(summary_panel(result))
         if probe:
             from ssltk.cli.probe import run_and_show_probe

@@ -1,63 +1,18 @@
-"""``ssltk pretrain``: a thin wrapper over :func:`ssltk.train.loop.pretrain`."""
+"""``ssltk pretrain``: flags to a config, then :func:`ssltk.train.loop.pretrain` (which owns the run folder)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Optional
 
 import typer
 import yaml
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from ssltk.cli._util import AppState, console, friendly
-from ssltk.errors import UsageError
-
-if TYPE_CHECKING:  # the config module imports torch: loaded when a command runs, not for --help
-    from ssltk.train.config import TrainConfig
-
-RUN_CONFIG = "run_config.yaml"  # written by ssltk.train.loop.pretrain once every check has passed
-
-
-def resolve_config(
-    config: Path | None,
-    objectives: list[str] | None,
-    sets: list[str] | None,
-    overrides: dict[str, Any],
-) -> TrainConfig:
-    """Defaults < YAML file < ``--objective`` / options < ``--set`` pairs."""
-    from ssltk.train.config import ObjectiveSpec, apply_objective_overrides, load_config, parse_objective_arg, validate
-
-    cfg = load_config(config, overrides, check=False)
-    if objectives:
-        keep = {s.name: s for s in cfg.objectives}
-        specs = []
-        for text in objectives:
-            name, weight = parse_objective_arg(text)
-            base = keep.get(name)
-            specs.append(ObjectiveSpec(name, weight, dict(base.options) if base else {}))
-        cfg.objectives = specs
-    apply_objective_overrides(cfg, sets or [])
-    validate(cfg)
-    return cfg
-
-
-def run_pretrain(cfg: TrainConfig, registry, *, resume: bool | None, overwrite: bool, show_progress: bool = True):
-    """Run with progress (a bar on a terminal, log lines otherwise); ``pretrain`` writes ``run_config.yaml``."""
-    from ssltk.cli.progress import training_progress
-    from ssltk.train.loop import pretrain
-
-    if resume is None and show_progress:
-        from ssltk.train.resume import should_resume
-
-        found = should_resume(cfg.out, cfg.to_dict(), overwrite=overwrite)  # refused here in one line if it differs
-        if found is not None:
-            console.print(f"resuming the interrupted run in {escape(str(cfg.out))} from step {found}", soft_wrap=True)
-    with training_progress(console, enabled=show_progress) as on_step:
-        return pretrain(cfg, registry=registry, resume=resume, overwrite=overwrite, progress=on_step)
 
 
 def summary_panel(result) -> Panel:
@@ -113,53 +68,33 @@ def register(app: typer.Typer, state: AppState) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
     ) -> None:
         """Pretrain a backbone with one or more objectives and write a bundle."""
+        from ssltk.api import run_pretrain
+        from ssltk.train.config import resolve_config
+        from ssltk.train.resume import resume_config
+
         main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes and prints
         loggers = None
         if logger:
             from ssltk.train.trackers import normalize_loggers
 
             loggers = normalize_loggers([x for item in logger for x in item.split(",") if x.strip()], "--logger")
-        overrides = {
-            "backbone": backbone, "data": data, "out": out, "steps": steps, "batch_size": batch_size,
-            "image_size": image_size, "lr": lr, "precision": precision, "device": device,
-            "decode": decode, "num_workers": num_workers, "seed": seed, "init": init, "compile": compile_model,
-            "tensorboard": tensorboard, "loggers": loggers, "strict_data": None if strict is None else strict,
-        }
-        if resume == "":  # --resume alone: the last run in --out
-            from ssltk.train.resume import find_last_run
-
-            resume = str(find_last_run(out or "runs/pretrain"))
-            out = None
-        if resume is not None:
-            resume = Path(resume)
-            saved = resume / RUN_CONFIG
-            if not saved.is_file():
-                raise UsageError(f"--resume {resume}: no {RUN_CONFIG} there; is it an ssltk run folder?")
-            if out is not None and Path(out).resolve() != resume.resolve():
-                raise UsageError(f"--resume {resume} continues that folder; leave out --out {out}, or use --out to start a new run")
-            if objective or sets or backbone or data or config or init or image_size or batch_size or seed is not None \
-                    or lr is not None or strict is not None:  # not run-time: they were dropped silently
-                raise UsageError("--resume continues a run with its own config; only --steps and run-time options "
-                                 "(--device, --precision, --num-workers, --compile, --logger, --tensorboard) may change")
-            runtime = {"steps": steps, "out": str(resume), "device": device, "precision": precision, "decode": decode,
-                       "num_workers": num_workers, "compile": compile_model, "tensorboard": tensorboard, "loggers": loggers}
-            cfg = resolve_config(saved, None, None, runtime)  # pretrain() saves it: a later --resume keeps --steps
-            from ssltk.train.resume import check_not_finished
-
-            check_not_finished(resume, cfg.steps)
+        runtime = {"steps": steps, "device": device, "precision": precision, "decode": decode,
+                   "num_workers": num_workers, "compile": compile_model, "tensorboard": tensorboard, "loggers": loggers}
+        learning = {"backbone": backbone, "data": data, "image_size": image_size, "batch_size": batch_size,
+                    "lr": lr, "seed": seed, "init": init, "strict_data": strict}
+        if resume is not None:  # --resume RUN, or alone (""): the last run in --out
+            given = [k for k, v in learning.items() if v is not None] + (["objective"] if objective else []) + \
+                (["set"] if sets else []) + (["config"] if config else [])
+            cfg = resume_config(resume, out=out, runtime=runtime, given=given)
         else:
-            cfg = resolve_config(config, objective, sets, overrides)
-        registry = state.registry
-        for spec in cfg.objectives:  # validate names and options before any work
-            entry = registry.objective(spec.name)
-            from ssltk.options import parse_options
-
-            parse_options(entry.obj, spec.options)
-        registry.backbone(cfg.backbone)
+            cfg = resolve_config(config, objective, sets, {**runtime, **learning, "out": out})
         if dry_run:
+            from ssltk.train.loop import check_names
+
+            check_names(cfg, state.registry)
             console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="", markup=False)
             return
-        result = run_pretrain(cfg, registry, resume=True if resume is not None else None, overwrite=overwrite,
-                              show_progress=main_rank)
+        result = run_pretrain(cfg, state.registry, resume=True if resume is not None else None, overwrite=overwrite,
+                              progress=main_rank)
         if main_rank:
             console.print(summary_panel(result))

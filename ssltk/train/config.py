@@ -246,6 +246,28 @@ def apply_objective_overrides(cfg: TrainConfig, pairs: list[str]) -> None:
             _apply(cfg, {key: yaml.safe_load(value)})
 
 
+def resolve_config(
+    config: str | Path | None,
+    objectives: list[str] | None = None,
+    sets: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Defaults < YAML file < ``overrides`` < ``objectives`` (``NAME[=WEIGHT]``, keeping the file's
+    options of NAME) < ``sets`` (``KEY=VALUE`` / ``OBJECTIVE.OPTION=VALUE``); then :func:`validate`."""
+    cfg = load_config(config, overrides, check=False)
+    if objectives:
+        keep = {s.name: s for s in cfg.objectives}
+        specs = []
+        for text in objectives:
+            name, weight = parse_objective_arg(text)
+            base = keep.get(name)
+            specs.append(ObjectiveSpec(name, weight, dict(base.options) if base else {}))
+        cfg.objectives = specs
+    apply_objective_overrides(cfg, sets or [])
+    validate(cfg)
+    return cfg
+
+
 def validate(cfg: TrainConfig) -> None:
     """Range checks that need no plugins or data."""
     checks = [

@@ -1,4 +1,8 @@
-"""Finding the run to resume: an interrupted run in ``--out``, or the last run under it.
+"""The run folder's resume policy: an interrupted run in ``--out``, the run to continue, its config.
+
+``pretrain`` (``ssltk.train.loop``) applies it whoever calls, the CLI or ``ssltk.pretrain``:
+:func:`decide_resume` says whether a run continues the folder it writes into, and
+:func:`resume_config` is the config a run folder is continued with (``--resume RUN``).
 
 A folder holds an *interrupted run* when it has ``run_config.yaml`` and a complete
 ``train_state/`` but no finished bundle (``ssltk.json``). Starting a run into such a folder:
@@ -16,11 +20,14 @@ only to train it longer (``--steps`` above its last step); otherwise that is ref
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import yaml
 
 from ssltk.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ssltk.train.config import TrainConfig
 
 RUN_CONFIG = "run_config.yaml"
 MANIFEST = "ssltk.json"
@@ -106,3 +113,58 @@ def check_not_finished(folder: str | Path, steps: int) -> None:
     if step is not None and steps <= step:
         raise UsageError(f"--resume {folder}: that run finished at step {step}; pass --steps N with N above {step} "
                          "to train it longer, or start a new run in another --out")
+
+
+def resume_config(
+    run: str | Path, *, out: str | Path | None = None, runtime: dict[str, Any] | None = None, given: Iterable[str] = ()
+) -> "TrainConfig":
+    """The config to continue the run folder ``run`` with: its ``run_config.yaml``, ``runtime`` values on top.
+
+    ``run`` ``""`` (``--resume`` alone): ``out`` if it is a run folder, else the newest run under it.
+    ``out`` naming another folder is refused in one line, and so is any option in ``given``
+    (the caller's options outside :data:`RUNTIME_KEYS`: they would change what the run learns).
+    """
+    from ssltk.train.config import resolve_config
+
+    if str(run) == "":
+        run, out = find_last_run(out or "runs/pretrain"), None
+    run = Path(run)
+    if not (run / RUN_CONFIG).is_file():
+        raise UsageError(f"--resume {run}: no {RUN_CONFIG} there; is it an ssltk run folder?")
+    if out is not None and Path(out).resolve() != run.resolve():
+        raise UsageError(f"--resume {run} continues that folder; leave out --out {out}, or use --out to start a new run")
+    if list(given):
+        raise UsageError("--resume continues a run with its own config; only --steps and run-time options "
+                         "(--device, --precision, --num-workers, --compile, --logger, --tensorboard) may change")
+    values = {k: v for k, v in (runtime or {}).items() if k in RUNTIME_KEYS or k == "decode"}
+    return resolve_config(run / RUN_CONFIG, overrides={**values, "out": str(run)})  # pretrain() saves it again
+
+
+def decide_resume(
+    out: Path, config: dict[str, Any], *, resume: bool | None, overwrite: bool, say: Callable[[str], Any]
+) -> bool:
+    """Whether the run continues the run in ``out``; every refusal is one line, before anything is written.
+
+    ``resume`` True: continue it (a finished run only with more ``steps``). None: continue an
+    interrupted run of the same ``config`` (another config is refused), else start afresh.
+    False: start afresh, refusing an interrupted run unless ``overwrite``; ``say`` tells the user
+    that an interrupted run is continued.
+    """
+    from ssltk.bundle import check_out_dir
+    from ssltk.checkpoint import find_train_state
+
+    if resume:
+        check_not_finished(out, int(config.get("steps") or 0))
+    else:
+        check_out_dir(out, overwrite)
+        found = should_resume(out, config, overwrite=overwrite)
+        if found is not None and resume is False:
+            raise UsageError(f"{out} holds an interrupted run (step {found}); pass --resume {out} to continue it "
+                             "or --overwrite to start again")
+        if found is not None:
+            say(f"resuming the interrupted run in {out} from step {found}")
+        resume = found is not None
+    if resume and find_train_state(out / STATE_DIR) is None:
+        raise UsageError(f"--resume: {out} has no complete train_state/ to resume from")
+    return bool(resume)
+

@@ -184,7 +184,8 @@ def build_loader(
 ) -> SegmentLoader:
     """A loader of contract batches from episode-segment shards, laid out by ``plan``.
 
-    ``spec``: a shard folder, file, glob, brace pattern or list (``resolve_shards``).
+    ``spec``: a shard folder, file, glob, brace pattern or list (``resolve_shards``), or the
+    :class:`DataInfo` that :func:`probe_data` returned for it (no second probe, no plan check).
     ``resampled=True`` (training): endless resampled shards, exactly
     ``steps_per_epoch`` batches per epoch on every rank. ``resampled=False``:
     one pass over this rank's share, last partial batch kept unless ``drop_last``
@@ -197,8 +198,11 @@ def build_loader(
     ``frames`` then arrive on it); None (default): decode in the workers.
     """
     _check_args(batch_size, image_size, samples_per_segment, steps_per_epoch, resampled, num_workers)
-    info = probe_data(spec, strict=strict)
-    check_plan_fits(plan, info.first, cameras=info.cameras, segment_length=info.segment_length, where=info.where)
+    if isinstance(spec, DataInfo):  # probed, and the plan checked against it, by the caller (the trainer)
+        info = spec
+    else:
+        info = probe_data(spec, strict=strict)
+        check_plan_fits(plan, info.first, cameras=info.cameras, segment_length=info.segment_length, where=info.where)
     rank, world = resolve_rank_world(rank, world_size)
     aug = AugmentConfig.coerce(augment, default=resampled)
     buffer = (1000 if resampled else 0) if shuffle_buffer is None else int(shuffle_buffer)
