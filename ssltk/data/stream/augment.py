@@ -36,7 +36,7 @@ from torchvision.transforms.v2 import functional as F
 
 from ssltk.errors import UnknownNameError, UsageError
 
-__all__ = ["AugmentConfig", "FrameTransform", "resize_many", "mirror_camera", "rig_mirror", "MIRRORED_EGO"]
+__all__ = ["AugmentConfig", "FrameTransform", "resize_uint8", "resize_many", "mirror_camera", "rig_mirror", "MIRRORED_EGO"]
 
 # Ego fields whose sign flips when the world is mirrored about the ego's forward axis
 # (world y and heading too: (x, y, heading) -> (x, -y, -heading) is the mirrored drive).
@@ -121,7 +121,7 @@ class AugmentConfig:
         return asdict(self)
 
 
-def _resize_uint8(img: torch.Tensor, size: int) -> torch.Tensor:
+def resize_uint8(img: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear, antialiased resize of uint8 ``[3, h, w]`` to ``[3, size, size]``.
 
     Runs on a channels-last view (the decoder's HWC memory), which uses
@@ -133,7 +133,7 @@ def _resize_uint8(img: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def resize_many(imgs: list[torch.Tensor], size: int) -> list[torch.Tensor]:
-    """:func:`_resize_uint8` of several same-shape uint8 ``[3, h, w]`` frames in one kernel call.
+    """:func:`resize_uint8` of several same-shape uint8 ``[3, h, w]`` frames in one kernel call.
 
     Same values as resizing each frame alone. Returns ``[3, size, size]`` views
     with channels-last strides (one ``[n, size, size, 3]`` buffer underneath).
@@ -141,7 +141,7 @@ def resize_many(imgs: list[torch.Tensor], size: int) -> list[torch.Tensor]:
     costs ~0.15 ms, one call for 64 frames ~0.06 ms per frame (measured, 1 thread).
     """
     if len(imgs) == 1:
-        return [_resize_uint8(imgs[0], size)]
+        return [resize_uint8(imgs[0], size)]
     x = torch.stack([img.permute(1, 2, 0) for img in imgs]).permute(0, 3, 1, 2)  # one NHWC copy
     out = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return list(out.unbind(0))
@@ -188,7 +188,7 @@ class FrameTransform:
             crops = []
             for img, ((top, left, side), _) in zip(imgs, draws):
                 out = img[:, top : top + side, left : left + side]
-                crops.append(out if side == self.size else _resize_uint8(out, self.size))
+                crops.append(out if side == self.size else resize_uint8(out, self.size))
             return self._apply(crops, [plan for _, plan in draws])
         out: list[torch.Tensor | None] = [None] * len(imgs)
         by_shape: dict[tuple[int, int], list[int]] = {}

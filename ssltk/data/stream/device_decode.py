@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssltk.data.stream.augment import FrameTransform, _resize_uint8
+from ssltk.data.stream.augment import FrameTransform, resize_uint8
 from ssltk.data.stream.cells import Decode, Decoded
 from ssltk.data.stream.decode import DecodeError, decode_jpeg
 from ssltk.errors import UsageError
@@ -160,7 +160,7 @@ class DeviceDecoder:
         if img.shape[-1] == self.size and img.shape[-2] == self.size:
             return img
         if img.device.type == "cpu":
-            return _resize_uint8(img, self.size)
+            return resize_uint8(img, self.size)
         x = torch.nn.functional.interpolate(img.unsqueeze(0).float(), size=(self.size, self.size), mode="bilinear",
                                             antialias=True, align_corners=False)  # fmt: skip
         return x[0].round_().clamp_(0, 255).to(torch.uint8)
