@@ -258,3 +258,14 @@ def test_ssltk_probe_is_callable_and_returns_what_the_cli_prints(app, tmp_path):
         return {(row["probe"], model): s["mean"] for row in r["rows"] for model, s in row["summary"].items()}
 
     assert means(report) and means(printed) == pytest.approx(means(report))
+
+
+@pytest.mark.slow
+def test_python_api_resumes_a_run_folder_with_its_own_config(shards, reference, tmp_path):
+    out = interrupted(shards, tmp_path / "run")
+    with pytest.raises(UsageError, match="only --steps and run-time options"):
+        ssltk.pretrain(resume=out, lr=0.5, progress=False)  # what the run learns comes from its run_config.yaml
+    result = ssltk.pretrain(resume=out, progress=False)  # as `ssltk pretrain --resume RUN`
+    assert result.steps == 4 and same_weights(reference, out)
+    with pytest.raises(UsageError, match="finished at step 4"):
+        ssltk.pretrain(resume=out, progress=False)
