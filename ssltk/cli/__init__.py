@@ -24,7 +24,7 @@ _GROUPS = (
 
 def _version_callback(value: bool) -> None:
     if value:
-        from ssltk import __version__
+        from ssltk._version import __version__
 
         typer.echo(f"ssltk {__version__}")
         raise typer.Exit()
