@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 
 from ssltk.data.shards.format import SegmentMeta, read_manifest, resolve_shards
 from ssltk.data.shards.reader import TarFormatError, group_samples, read_shard
-from ssltk.errors import UsageError
+from ssltk.errors import UsageError, one_line
 
 __all__ = ["DAMAGE", "inspect_shards", "iter_metas"]
 
@@ -58,7 +58,7 @@ def iter_metas(paths: Iterable[str], damage: list[dict[str, Any]]) -> Iterator[t
             try:
                 meta = SegmentMeta.from_json(sample["json"])
             except (ValueError, TypeError, KeyError) as exc:
-                _damage(damage, url, "bad_json", key, str(exc).splitlines()[0][:200])
+                _damage(damage, url, "bad_json", key, one_line(exc)[:200])
                 continue
             sizes: Counter = Counter()
             for field, data in sample.items():

@@ -19,6 +19,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ssltk.errors import one_line
+
 __all__ = ["decode_jpeg", "DecodeError", "DECODERS", "image_size_of"]
 
 _JPEG_MAGIC = b"\xff\xd8"
@@ -55,7 +57,7 @@ def _decode_torchvision(data: bytes, size: int | None) -> torch.Tensor:
             warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to torchcodec
             return tv_decode(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except RuntimeError as exn:
-        raise DecodeError(f"corrupt JPEG ({str(exn).splitlines()[0]})") from None
+        raise DecodeError(f"corrupt JPEG ({one_line(exn)})") from None
 
 
 def _decode_pil(data: bytes, size: int | None) -> torch.Tensor:

@@ -19,7 +19,7 @@ from ssltk.data.shards.format import SegmentMeta
 from ssltk.data.shards.reader import read_shards
 from ssltk.data.shards.skips import SkipCounter
 from ssltk.data.stream.sampling import RawView, SegmentSampler
-from ssltk.errors import UsageError
+from ssltk.errors import UsageError, one_line
 
 __all__ = ["Context", "WorkerSeed", "FiniteShards", "Read", "Expand", "Shuffle", "SegmentPipeline"]
 
@@ -106,7 +106,7 @@ class Expand:
             try:
                 meta = SegmentMeta.from_json(sample["json"])
             except (ValueError, TypeError, KeyError) as exn:
-                self.ctx.counter.skip("bad_json", url, key, str(exn).splitlines()[0][:200])
+                self.ctx.counter.skip("bad_json", url, key, one_line(exn)[:200])
                 continue
             if meta.length == 0:
                 self.ctx.counter.skip("bad_json", url, key, "segment has no timesteps")
