@@ -159,6 +159,33 @@ def markdown(table: dict, seeds: list[int]) -> str:
     return "\n".join(lines) + f"\n\nmean [min, max] over training/probe seeds {seeds}"
 
 
+# The issue's rule: beat these baselines on these rows beyond the seed spread (worst seed above their
+# best), and keep temporal retrieval at least as good as the contrastive baseline's (mean over seeds).
+RULE_ROWS = ("yaw_rate | R²", "steering | R²", "dy@1s | R²", "lane_offset | R²")
+RULE_RETRIEVAL = ("temporal Δt=1 | R@1", "temporal Δt=5 | R@1", "temporal Δt=10 | R@1")
+
+
+def verdict(table: dict, candidate: str, contrastive: str) -> list[tuple[str, str, bool, str]]:
+    """``(row, against, passed, numbers)`` for every check of the rule; all must pass."""
+    out = []
+    cand = table[candidate]
+    for row in RULE_ROWS:
+        for other in (contrastive, "random init", "raw pixels"):
+            a, b = cand.get(row), table.get(other, {}).get(row)
+            if not a or not b:
+                out.append((row, other, False, "missing"))
+                continue
+            out.append((row, other, min(a) > max(b), f"worst {min(a):.3f} vs best {max(b):.3f}"))
+    for row in RULE_RETRIEVAL:
+        a, b = cand.get(row), table.get(contrastive, {}).get(row)
+        if not a or not b:
+            out.append((row, contrastive, False, "missing"))
+            continue
+        ma, mb = statistics.mean(a), statistics.mean(b)
+        out.append((row, contrastive, ma >= mb, f"mean {ma:.3f} vs {mb:.3f}"))
+    return out
+
+
 def chart(table: dict, path: Path) -> None:
     import matplotlib
 
@@ -187,6 +214,8 @@ def main() -> None:
     p.add_argument("--out", default="runs/recipes")
     p.add_argument("--results", default="benchmarks/results/recipe.json", help="where the numbers go")
     p.add_argument("--chart", default="docs/images/recipe.png", help="where the chart goes")
+    p.add_argument("--judge", default=None, metavar="CANDIDATE:CONTRASTIVE",
+                   help="apply the issue-14 rule to CANDIDATE against CONTRASTIVE, random init and raw pixels")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     recipes = args.recipes.split(",")
@@ -204,6 +233,12 @@ def main() -> None:
     Path(args.chart).parent.mkdir(parents=True, exist_ok=True)
     chart(table, Path(args.chart))
     print(markdown(table, seeds))
+    if args.judge:
+        candidate, _, contrastive = args.judge.partition(":")
+        checks = verdict(table, candidate, contrastive)
+        for row, other, ok, numbers in checks:
+            print(f"{'pass' if ok else 'FAIL'}  {row} vs {other}: {numbers}")
+        print(f"{candidate}: the rule {'holds' if all(c[2] for c in checks) else 'does NOT hold'}")
 
 
 if __name__ == "__main__":
