@@ -201,3 +201,11 @@ def test_unknown_distribution_in_ssltk_load_plugins_is_one_line(monkeypatch):
     assert "ssltk-frame-ordr" in line and "SSLTK_LOAD_PLUGINS" in line and "\n" not in line
     monkeypatch.setenv("SSLTK_LOAD_PLUGINS", "ssltk")
     assert CliRunner().invoke(build_app(get_plugin_manager()), ["list-plugins"]).exit_code == 0
+
+
+def test_one_line_is_safe_on_empty_and_multi_line_messages():
+    from ssltk.errors import one_line
+
+    assert one_line(RuntimeError()) == "RuntimeError"
+    assert one_line(ValueError("  \n")) == "ValueError"
+    assert one_line(OSError("first\nsecond")) == "OSError: first"
