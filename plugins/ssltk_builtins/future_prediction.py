@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import ssltk
+from ssltk.contrastive import parse_cameras
 
 __all__ = ["FuturePrediction", "covariance_term", "effective_rank", "variance_term"]
 
@@ -69,16 +70,6 @@ class FuturePredictionOptions:
         for name in ("var_weight", "cov_weight", "var_target"):
             if getattr(self, name) < 0:
                 raise ssltk.UsageError(f"future-prediction.{name} must be >= 0, got {getattr(self, name)}")
-
-
-def parse_cameras(text: str) -> str | tuple[str, ...]:
-    """``anchor`` / ``all`` or a comma-separated list of camera names, as a ViewRequest takes them."""
-    if text in ("anchor", "all"):
-        return text
-    names = tuple(c.strip() for c in str(text).split(",") if c.strip())
-    if not names:
-        raise ssltk.UsageError(f"camera must be 'anchor', 'all' or camera names, got {text!r}")
-    return names
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, depth: int) -> nn.Module:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import ssltk
+from ssltk.contrastive import parse_cameras
 
 __all__ = ["LayoutPrediction", "edge_maps", "thumbnails"]
 
@@ -116,7 +117,7 @@ class LayoutOptions:
             raise ssltk.UsageError(f"layout-prediction.side must be 2..64 pixels, got {self.side}")
         if self.hidden_dim < 0:
             raise ssltk.UsageError(f"layout-prediction.hidden_dim must be >= 0, got {self.hidden_dim}")
-        _cameras(self.camera)
+        parse_cameras(self.camera)
         if self.normalize not in ("image", "fixed"):
             raise ssltk.UsageError(f"layout-prediction.normalize must be 'image' or 'fixed', got {self.normalize!r}")
         target_parts(self.target)
@@ -126,15 +127,6 @@ class LayoutOptions:
             raise ssltk.UsageError(f"layout-prediction.colour_side must be 1..64 pixels, got {self.colour_side}")
         if not self.colour_weight > 0:
             raise ssltk.UsageError(f"layout-prediction.colour_weight must be > 0, got {self.colour_weight}")
-
-
-def _cameras(text: str) -> str | tuple[str, ...]:
-    if text in ("anchor", "all"):
-        return text
-    names = tuple(c.strip() for c in str(text).split(",") if c.strip())
-    if not names:
-        raise ssltk.UsageError(f"camera must be 'anchor', 'all' or camera names, got {text!r}")
-    return names
 
 
 class LayoutPrediction(ssltk.Objective):
@@ -190,7 +182,7 @@ class LayoutPrediction(ssltk.Objective):
     def views(self) -> ssltk.ViewRequest:
         # augment=True: with augmentation on auto the run uses the geometry-safe views, which
         # doubled lane-offset R² at the demo budget (docs/recipe.md).
-        cams = _cameras(self.options.camera)
+        cams = parse_cameras(self.options.camera)
         if not self.future:
             return ssltk.ViewRequest(cameras=cams, augment=True)
         return ssltk.ViewRequest(cameras=cams, deltas=(ssltk.DeltaRange.parse(self.options.dt),), augment=True)

@@ -263,7 +263,7 @@ def test_passes_the_objective_contract(opts):
     (dict(side=1), "side must be 2..64"),
     (dict(dt="0.5s"), "must be '0' or frames"),
     (dict(hidden_dim=-1), "hidden_dim must be >= 0"),
-    (dict(camera=","), "camera must be"),
+    (dict(camera=","), "cameras must be"),
     (dict(normalize="batch"), "normalize must be 'image' or 'fixed'"),
     (dict(target="flow"), "target must join distinct parts of pixels, edges, colour"),
     (dict(target="pixels+pixels"), "target must join distinct parts"),
