@@ -19,6 +19,8 @@ from pathlib import Path
 
 # layout-prediction's defaults before the edge target (the scan's "layout" recipes were run with these)
 PIX16 = {"target": "pixels", "side": 16, "edge_side": 0}
+# layout-prediction's defaults before the colour part (the edge-target recipes were run with these)
+P8E16 = {"target": "pixels+edges", "side": 8, "edge_side": 16}
 GEO = {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}  # the geometry-safe views
 RECIPES: dict[str, dict] = {
     "per-frame": {"per-frame": {}},
@@ -50,7 +52,7 @@ RECIPES: dict[str, dict] = {
     "layout-noaug": {"layout-prediction": PIX16, "_augment": {"enabled": False}},
     "layout+temporal": {"layout-prediction": PIX16, "temporal-infonce": {"weight": 0.25},
                         "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},
-    # edge targets (benchmarks/target_ceiling.py): grey edge magnitudes, per image; p8e16 = the defaults now
+    # edge targets (benchmarks/target_ceiling.py): grey edge magnitudes, per image; p8e16 = the defaults before colour
     "layout-e8": {"layout-prediction": {"target": "edges", "side": 8, "edge_side": 8}, "_augment": GEO},
     "layout-pe8": {"layout-prediction": {"target": "pixels+edges", "side": 8, "edge_side": 8}, "_augment": GEO},
     "layout-p8e16": {"layout-prediction": {"target": "pixels+edges", "side": 8, "edge_side": 16}, "_augment": GEO},
@@ -71,8 +73,8 @@ RECIPES: dict[str, dict] = {
     "per-frame-10min": {"per-frame": {}, "_config": {"image_size": 96, "steps": 850}},
     "temporal-10min": {"temporal-infonce": {}, "_config": {"image_size": 96, "steps": 1000}},
     # retrieval levers for the edge target: colour kept in the thumbnail, or a little temporal-infonce
-    "layout-p8fixed-e16": {"layout-prediction": {"normalize": "fixed"}, "_augment": GEO},
-    "layout+temporal02": {"layout-prediction": {}, "temporal-infonce": {"weight": 0.02}, "_augment": GEO},
+    "layout-p8fixed-e16": {"layout-prediction": {**P8E16, "normalize": "fixed"}, "_augment": GEO},
+    "layout+temporal02": {"layout-prediction": P8E16, "temporal-infonce": {"weight": 0.02}, "_augment": GEO},
     "temporal-96": {"temporal-infonce": {}, "_config": {"image_size": 96}},
     "layout-pe16": {"layout-prediction": {"target": "pixels+edges", "side": 16, "edge_side": 16}, "_augment": GEO},
     # retrieval lever 2: coarse scene colour (not standardised per image) as a third decoded part
@@ -85,8 +87,13 @@ RECIPES: dict[str, dict] = {
     "layout-pec2w16-10min": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2, "colour_weight": 16},
                              "_augment": GEO, "_config": {"image_size": 96, "steps": 1350}},
     # batch 64 at the same time: half the steps (layout ~88 s per 100 steps at batch 64, 96 px)
-    "layout-b64-10min": {"layout-prediction": {}, "_augment": GEO,
+    "layout-b64-10min": {"layout-prediction": P8E16, "_augment": GEO,
                          "_config": {"image_size": 96, "steps": 675, "batch_size": 64, "lr": 0.004}},
+    # batch 64 at the full budget: 1300 steps, 46 s per 100 steps uncontended on the bf16 machine (the
+    # batch-32 layout runs above took ~450 s uncontended for 1350 steps, per-frame ~77 s per 100 steps)
+    # the default since issue 14's third round (layout-prediction's defaults, spelled out)
+    "layout-b64c-10min": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2, "colour_weight": 16},
+                          "_augment": GEO, "_config": {"image_size": 96, "steps": 1300, "batch_size": 64, "lr": 0.004}},
     "layout-pec4-10min": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 4}, "_augment": GEO,
                           "_config": {"image_size": 96, "steps": 1350}},
     "layout-fixed": {"layout-prediction": {**PIX16, "normalize": "fixed"}, "_augment": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5}},

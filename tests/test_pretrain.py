@@ -193,6 +193,7 @@ def test_the_default_recipe_is_layout_prediction_with_geometry_safe_views(app):
     assert list(demo["objectives"]) == ["layout-prediction"] and "augment" not in demo
     cfg = load_config(None, {})
     obj = Registry().objective("layout-prediction").obj(8)
-    assert (obj.options.target, obj.options.side, obj.options.edge_side) == ("pixels+edges", 8, 16)
+    o = obj.options
+    assert (o.target, o.side, o.edge_side, o.colour_side, o.colour_weight) == ("pixels+edges+colour", 8, 16, 2, 16.0)
     plan = ViewPlan.build({"layout-prediction": obj.views()}, ["front", "front_left", "front_right", "rear"])
     assert resolve_augment(cfg, plan) == AugmentConfig(enabled=True, shared_crop=True, rig_flip_p=0.5)

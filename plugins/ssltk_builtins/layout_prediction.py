@@ -1,12 +1,15 @@
-"""Objective ``layout-prediction``: decode a coarse thumbnail and edge map of a frame from the embedding.
+"""Objective ``layout-prediction``: decode a coarse thumbnail, edge map and colour of a frame from the embedding.
 
 Contrastive objectives are free to throw away *where* things are in the image:
 an embedding that tells episodes or instants apart needs no lane position, and
 global average pooling makes that the easy way. This objective asks the pooled
 embedding of frame ``t`` to predict a ``side × side`` thumbnail (area-downsampled,
 per-channel standardised pixels) and/or a ``edge_side × edge_side`` map of where
-the grey image has edges (``target``; by default both, 8 and 16 px) of frame ``t`` itself (``dt = 0``) or of the
-frame ``Δt`` later of the same camera (``dt`` a range in frames). The future
+the grey image has edges, and a ``colour_side`` grid of RGB means on a fixed
+scale (``target``; by default all three, 8, 16 and 2 px, the colour weighted
+16 per number), of frame ``t`` itself (``dt = 0``) or of the frame ``Δt``
+later of the same camera (``dt`` a range in frames). The colour keeps which
+scene a frame shows, which the per-image parts drop. The future
 version can only be solved by knowing how the image will move: how the car
 turns and where it sits in its lane. The decoder is linear by default
 (``hidden_dim = 0``), so whatever layout it needs is *linearly* readable from
@@ -103,10 +106,10 @@ class LayoutOptions:
     camera: str = field(default="anchor", metadata={"help": "'anchor', 'all' or comma-separated names; each camera predicts its own frame"})
     hidden_dim: int = field(default=0, metadata={"help": "decoder hidden width (0 = a linear decoder)"})
     normalize: str = field(default="image", metadata={"help": "target pixels: 'image' = each thumbnail standardised by its own mean/std, 'fixed' = (x-0.45)/0.25"})
-    target: str = field(default="pixels+edges", metadata={"help": "what is decoded, parts joined with '+': 'pixels' (the thumbnail), 'edges' (grey edge magnitudes), 'colour' (coarse RGB means, not standardised per image)"})
+    target: str = field(default="pixels+edges+colour", metadata={"help": "what is decoded, parts joined with '+': 'pixels' (the thumbnail), 'edges' (grey edge magnitudes), 'colour' (coarse RGB means, not standardised per image)"})
     edge_side: int = field(default=16, metadata={"help": "side of the edge map (0 = the same as side)"})
-    colour_side: int = field(default=4, metadata={"help": "side of the 'colour' part: RGB area means with a fixed scale, so scene colour survives"})
-    colour_weight: float = field(default=1.0, metadata={"help": "weight of each 'colour' number in the MSE relative to the other parts' (1 = a plain mean over all numbers)"})
+    colour_side: int = field(default=2, metadata={"help": "side of the 'colour' part: RGB area means with a fixed scale, so scene colour survives"})
+    colour_weight: float = field(default=16.0, metadata={"help": "weight of each 'colour' number in the MSE relative to the other parts' (1 = a plain mean over all numbers)"})
 
     def validate(self) -> None:
         if str(self.dt).strip() not in ("0", ""):

@@ -204,10 +204,13 @@ def test_a_perfect_decoder_gives_zero_loss_and_r2_one():
     assert out.metrics["r2"] == pytest.approx(1.0)
 
 
-def test_the_default_target_is_an_8px_thumbnail_and_a_16px_edge_map():
+def test_the_default_target_is_an_8px_thumbnail_a_16px_edge_map_and_2px_colour_weighted_16():
     obj = LayoutPrediction(6)  # defaults
-    assert (obj.options.target, obj.options.side, obj.options.edge_side) == ("pixels+edges", 8, 16)
-    assert obj.target_size() == 3 * 8 * 8 + 2 * 16 * 16
+    o = obj.options
+    assert (o.target, o.side, o.edge_side, o.colour_side, o.colour_weight) == ("pixels+edges+colour", 8, 16, 2, 16.0)
+    assert obj.target_size() == 3 * 8 * 8 + 2 * 16 * 16 + 3 * 2 * 2
+    w = obj.number_weights()
+    assert w.shape == (716,) and torch.allclose(w[-12:], 16 * w[0]) and w.mean() == pytest.approx(1.0)
     batch = fake_batch_for(obj, 4, ("front",), seed=2, missing=0.0)
     big = LayoutPrediction(obj.target_size())
     emb = big.targets(batch["frames"])  # the embedding *is* the target
