@@ -71,6 +71,8 @@ RECIPES: dict[str, dict] = {
     "layout-edges-10min": {"layout-prediction": {"target": "pixels+edges", "side": 8, "edge_side": 16}, "_augment": GEO,
                            "_config": {"image_size": 96, "steps": 1350}},
     "per-frame-10min": {"per-frame": {}, "_config": {"image_size": 96, "steps": 850}},
+    # per-frame at the time layout-b64c-10min takes (per-frame ~50 s per 100 steps uncontended, measured 2026-12-02)
+    "per-frame-1200": {"per-frame": {}, "_config": {"image_size": 96, "steps": 1200}},
     "temporal-10min": {"temporal-infonce": {}, "_config": {"image_size": 96, "steps": 1000}},
     # retrieval levers for the edge target: colour kept in the thumbnail, or a little temporal-infonce
     "layout-p8fixed-e16": {"layout-prediction": {**P8E16, "normalize": "fixed"}, "_augment": GEO},
