@@ -195,14 +195,16 @@ def verdict(table: dict, candidate: str, contrastive: str) -> list[tuple[str, st
     return out
 
 
-def chart(table: dict, path: Path) -> None:
+def chart(table: dict, path: Path, keys: list[str] | None = None) -> None:
+    """Bars (mean, whiskers min..max over seeds) per probe row; ``keys``: the rows (default: KEY_ROWS')."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k in next(iter(table.values())) if k.split(" | ")[0].startswith(KEY_ROWS)]
-    cols = list(table)
+    if keys is None:
+        keys = [k for k in next(iter(table.values())) if k.split(" | ")[0].startswith(KEY_ROWS)]
+    cols = [c for c in table if any(k in table[c] for k in keys)]
     fig, axes = plt.subplots(1, len(keys), figsize=(2.2 * len(keys), 4), sharey=False)
     for ax, k in zip(axes, keys):
         means = [statistics.mean(table[c].get(k, [float("nan")])) for c in cols]
@@ -240,7 +242,7 @@ def main() -> None:
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     Path(args.results).write_text(json.dumps({"seeds": seeds, "table": table}, indent=1))
     Path(args.chart).parent.mkdir(parents=True, exist_ok=True)
-    chart(table, Path(args.chart))
+    chart(table, Path(args.chart), list(RULE_ROWS + RULE_RETRIEVAL) if args.judge else None)
     print(markdown(table, seeds))
     if args.judge:
         candidate, _, contrastive = args.judge.partition(":")
