@@ -151,7 +151,6 @@ class LayoutPrediction(ssltk.Objective):
 
     def target_size(self) -> int:
         """Numbers per decoded target: the thumbnail's, the two edge maps' and the colour means'."""
-        o = self.options
         return sum(self._part_sizes().values())
 
     def _part_sizes(self) -> dict[str, int]:
