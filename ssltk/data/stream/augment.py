@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as F
 
+from ssltk.data.stream import photometric
 from ssltk.errors import UnknownNameError, UsageError
 
 __all__ = ["AugmentConfig", "FrameTransform", "resize_uint8", "resize_many", "mirror_camera", "rig_mirror", "MIRRORED_EGO"]
@@ -155,6 +156,8 @@ class FrameTransform:
             raise UsageError(f"image_size must be a positive int, got {size!r}")
         self.size = size
         self.config = config or AugmentConfig(enabled=False)
+        if self.config.enabled:
+            photometric.warm()  # compile the CPU kernel here, before any DataLoader worker forks
 
     def crop_box(self, height: int, width: int, rng: random.Random) -> tuple[int, int, int]:
         """``(top, left, side)`` of the square crop taken from an ``height x width`` frame."""
@@ -353,6 +356,12 @@ def _apply_one(img: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
     ops = list(p["jitter"]) + ([("gray", None)] if p["gray"] else []) + ([("blur", p["blur"])] if p["blur"] else [])
     if not ops:
         return img.flip(-1) if p["flip"] else img
+    if img.device.type == "cpu" and photometric.warm():
+        encoded = photometric.encode(p)
+        if encoded is not None:  # the compiled one-pass kernel (not for hue)
+            hwc = img.numpy().transpose(1, 2, 0)  # the resize kernel's channels-last memory: no copy
+            hwc = np.ascontiguousarray(hwc[:, ::-1] if p["flip"] else hwc)
+            return torch.from_numpy(photometric.apply(hwc, *encoded).transpose(2, 0, 1))
     src = img.flip(-1) if p["flip"] else img
     if src.device.type == "cpu":  # numpy's strided uint8 -> float32 CHW copy: ~80 us at 128 px vs ~220 us in torch
         x = torch.from_numpy(src.numpy().astype(np.float32, order="C"))
