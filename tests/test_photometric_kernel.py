@@ -48,14 +48,17 @@ def _torchvision(img: torch.Tensor, plan: dict) -> torch.Tensor:
     return (ref[0] * 255).round().clamp(0, 255)
 
 
-def test_the_kernel_is_what_cpu_frames_use():
+def test_the_kernel_is_what_cpu_frames_use(monkeypatch):
     # numba is installed (importorskip above) and SSLTK_PHOTOMETRIC is not "torch" in the test run
     assert photometric.warm() and photometric.AVAILABLE
     img = _frames(1, 16, 0)[0]
     plan = {"flip": False, "jitter": [("brightness", 1.2)], "gray": False, "blur": None}
     out = FrameTransform._apply([img], [plan])[0]
-    # the kernel returns its HWC buffer viewed as CHW; the torch path returns a CHW-contiguous tensor
-    assert out.stride() == (1, 16 * 3, 3)
+    assert out.is_contiguous()  # planar CHW from the kernel
+    calls, real = [], photometric.apply
+    monkeypatch.setattr(photometric, "apply", lambda *a: calls.append(a) or real(*a))
+    again = FrameTransform._apply([img], [plan])[0]
+    assert len(calls) == 1 and torch.equal(again, out)  # the kernel made it
 
 
 @pytest.mark.parametrize("size", [24, 37])
