@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _bare import bare_loop, peak_rss_mb, run_child, samples_per_s  # benchmarks/_bare.py
 
 TARGET_SPEED, TARGET_MEM = 0.95, 1.25
 
@@ -48,10 +48,6 @@ def _cfg(args, out: str, precision: str | None = None):
     })
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_ssltk(args) -> dict:
     from ssltk.train.loop import pretrain
 
@@ -59,51 +55,14 @@ def run_ssltk(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _cfg(args, str(Path(tmp) / "run"))
         pretrain(cfg, progress=lambda step, total, row: stamps.append(time.perf_counter()))
-    timed = stamps[args.warmup - 1:]
-    sps = args.batch_size * (len(timed) - 1) / (timed[-1] - timed[0])
-    return {"samples_per_s": sps, "peak_rss_mb": _peak_rss_mb()}
+    return {"samples_per_s": samples_per_s(stamps, args.warmup, args.batch_size), "peak_rss_mb": peak_rss_mb()}
 
 
 def run_bare(args, precision: str) -> dict:
-    import torch
-
-    from ssltk.batch import to_device
-    from ssltk.registry import Registry
-    from ssltk.train.loop import _loader, build_run, make_optimizer
-    from ssltk.data.stream.pipeline import probe_data
-    from ssltk.train.runtime import make_runtime
-
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _cfg(args, str(Path(tmp) / "run"), precision)
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
-    data = probe_data(cfg.data)
-    model, plan = build_run(cfg, Registry(), rt, data)
-    optimizer, scheduler = make_optimizer(model, cfg)
-    cfg.num_workers = 0
-    batch = to_device(next(iter(_loader(cfg, data, plan, rt, 0, 1))), rt.device)  # one batch, in memory
-    model.train()
-    stamps = []
-    for step in range(args.warmup + args.steps):
-        optimizer.zero_grad(set_to_none=True)
-        with rt.autocast():
-            loss, _ = model(batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step_update(step + 1)
-        float(loss.detach())  # the same one host sync per step the real loop does
-        stamps.append(time.perf_counter())
-    timed = stamps[args.warmup - 1:]
-    sps = args.batch_size * (len(timed) - 1) / (timed[-1] - timed[0])
-    return {"samples_per_s": sps, "peak_rss_mb": _peak_rss_mb()}
-
-
-def _child(mode: str, argv: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", mode, *argv], capture_output=True, text=True,
-                         env={**os.environ, "SSLTK_LOAD_PLUGINS": os.environ.get("SSLTK_LOAD_PLUGINS", "ssltk")})
-    if out.returncode != 0:
-        raise SystemExit(f"{mode} run failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    stamps = bare_loop(cfg, args.warmup + args.steps)
+    return {"samples_per_s": samples_per_s(stamps, args.warmup, args.batch_size), "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:
@@ -136,7 +95,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {m: [] for m in modes}
     for r in range(args.repeats):
         for mode in modes:
-            res = _child(mode, argv)
+            res = run_child(__file__, mode, argv)
             results[mode].append(res)
             print(f"run {r + 1}/{args.repeats} {mode:9s}: {res['samples_per_s']:7.1f} samples/s, "
                   f"peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)

@@ -30,28 +30,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _bare import bare_loop, peak_rss_mb, run_child, samples_per_s  # benchmarks/_bare.py
 
 GOAL_LIGHTLY, GOAL_LIGHTLY_BF16, GOAL_BARE, GOAL_MEM = 1.0, 2.0, 0.95, 1.25
 DT = (2, 10)
 LR, WD, CLIP, TEMPERATURE = 2e-3, 0.05, 1.0, 0.1
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _sps(stamps: list[float], args) -> float:
-    timed = stamps[args.warmup - 1 :]
-    return args.batch_size * (len(timed) - 1) / (timed[-1] - timed[0])
+    return samples_per_s(stamps, args.warmup, args.batch_size)
 
 
 def _cfg(args, out: str, precision: str):
@@ -71,39 +65,13 @@ def run_ssltk(args, precision: str) -> dict:
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         pretrain(_cfg(args, str(Path(tmp) / "run"), precision), progress=lambda *_: stamps.append(time.perf_counter()))
-    return {"samples_per_s": _sps(stamps, args), "peak_rss_mb": _peak_rss_mb()}
+    return {"samples_per_s": _sps(stamps, args), "peak_rss_mb": peak_rss_mb()}
 
 
 def run_bare(args, precision: str) -> dict:
-    import torch
-
-    from ssltk.batch import to_device
-    from ssltk.data.stream.pipeline import probe_data
-    from ssltk.registry import Registry
-    from ssltk.train.loop import _loader, build_run, make_optimizer
-    from ssltk.train.runtime import make_runtime
-
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _cfg(args, str(Path(tmp) / "run"), precision)
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
-    data = probe_data(cfg.data)
-    model, plan = build_run(cfg, Registry(), rt, data)
-    optimizer, scheduler = make_optimizer(model, cfg)
-    cfg.num_workers = 0
-    batch = to_device(next(iter(_loader(cfg, data, plan, rt, 0, 1))), rt.device)  # one batch, in memory
-    model.train()
-    stamps = []
-    for step in range(args.warmup + args.steps):
-        optimizer.zero_grad(set_to_none=True)
-        with rt.autocast():
-            loss, _ = model(batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-        optimizer.step()
-        scheduler.step_update(step + 1)
-        float(loss.detach())
-        stamps.append(time.perf_counter())
-    return {"samples_per_s": _sps(stamps, args), "peak_rss_mb": _peak_rss_mb()}
+    return {"samples_per_s": _sps(bare_loop(cfg, args.warmup + args.steps), args), "peak_rss_mb": peak_rss_mb()}
 
 
 # ------------------------------------------------------------------ the LightlySSL-assembled loop
@@ -179,19 +147,11 @@ def run_lightly(args, precision: str) -> dict:
         optimizer.step()
         float(loss.detach())
         stamps.append(time.perf_counter())
-    return {"samples_per_s": _sps(stamps, args), "peak_rss_mb": _peak_rss_mb()}
+    return {"samples_per_s": _sps(stamps, args), "peak_rss_mb": peak_rss_mb()}
 
 
 # ------------------------------------------------------------------ driver
 RUNNERS = {"ssltk": run_ssltk, "lightly": run_lightly, "bare": run_bare}
-
-
-def _child(mode: str, argv: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", mode, *argv], capture_output=True, text=True,
-                         env={**os.environ, "SSLTK_LOAD_PLUGINS": os.environ.get("SSLTK_LOAD_PLUGINS", "ssltk")})  # fmt: skip
-    if out.returncode != 0:
-        raise SystemExit(f"{mode} run failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def cpu_flags() -> str:
@@ -241,7 +201,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {m: [] for m in modes}
     for r in range(args.repeats):
         for mode in modes if r % 2 == 0 else modes[::-1]:  # interleaved, alternating order
-            res = _child(mode, argv)
+            res = run_child(__file__, mode, argv)
             results[mode].append(res)
             print(f"round {r + 1}/{args.repeats} {mode:13s}: {res['samples_per_s']:6.1f} pairs/s, "
                   f"peak RSS {res['peak_rss_mb']:5.0f} MB", flush=True)  # fmt: skip

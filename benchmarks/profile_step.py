@@ -38,7 +38,7 @@ def main() -> None:
     from ssltk.data.stream.pipeline import probe_data
     from ssltk.registry import Registry
     from ssltk.train.config import ObjectiveSpec, load_config
-    from ssltk.train.loop import _loader, build_run, make_optimizer
+    from ssltk.train.build import build_run, make_loader, make_optimizer
     from ssltk.train.runtime import make_runtime, set_cpu_threads
 
     data_spec = args.data or str(default_synthetic_shards("train", verbose=False))
@@ -52,7 +52,7 @@ def main() -> None:
     data = probe_data(cfg.data)
     model, plan = build_run(cfg, Registry(), rt, data)
     optimizer, _ = make_optimizer(model, cfg)
-    batches = iter(_loader(cfg, data, plan, rt, 0, cfg.steps))
+    batches = iter(make_loader(cfg, data, plan, rt, 0, cfg.steps))
     model.train()
 
     def sync() -> None:

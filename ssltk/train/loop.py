@@ -46,7 +46,6 @@ from ssltk.train.trackers import check_installed, open_trackers, selected_logger
 from ssltk.views import ViewPlan
 
 __all__ = ["RUN_CONFIG", "RunResult", "TrainingDiverged", "build_run", "make_optimizer", "pretrain", "resolve_augment"]
-_loader = make_loader  # the name benchmarks use
 
 
 class TrainingDiverged(SsltkError):
