@@ -13,6 +13,7 @@ from torchvision.transforms.v2 import functional as F
 
 from ssltk.data.stream import photometric
 from ssltk.data.stream.augment import AugmentConfig, FrameTransform
+from test_augment import _torchvision_chain  # torchvision's float chain, rounded once
 
 pytest.importorskip("numba")
 
@@ -30,22 +31,6 @@ def _frames(n: int, size: int, seed: int) -> list[torch.Tensor]:
         img[-2:, : size // 2] = 3
         out.append(img.permute(2, 0, 1))
     return out
-
-
-def _torchvision(img: torch.Tensor, plan: dict) -> torch.Tensor:
-    """torchvision v2's functional ops on float in [0, 1], rounded once (the definitions the kernel follows)."""
-    ops = {"brightness": F.adjust_brightness, "contrast": F.adjust_contrast, "saturation": F.adjust_saturation}
-    ref = img.float().unsqueeze(0) / 255
-    if plan["flip"]:
-        ref = F.horizontal_flip(ref)
-    for name, factor in plan["jitter"]:
-        ref = ops[name](ref, factor)
-    if plan["gray"]:
-        ref = F.rgb_to_grayscale(ref, num_output_channels=3)
-    if plan["blur"]:
-        k, sigma = plan["blur"]
-        ref = F.gaussian_blur(ref, [k, k], [sigma, sigma])
-    return (ref[0] * 255).round().clamp(0, 255)
 
 
 def test_the_kernel_is_what_cpu_frames_use(monkeypatch):
@@ -72,7 +57,7 @@ def test_kernel_matches_torchvision_on_random_plans(size):
         assert photometric.encode(plan) is not None  # no hue in WILD: all of these ran the kernel
         out = FrameTransform._apply([img], [plan])[0]
         assert out.shape == (3, size, size) and out.dtype == torch.uint8
-        assert (out.float() - _torchvision(img, plan)).abs().max() <= 1.0, (n, plan)
+        assert (out.float() - _torchvision_chain(img, plan)).abs().max() <= 1.0, (n, plan)
 
 
 def test_kernel_matches_the_torch_path(monkeypatch):
@@ -130,7 +115,7 @@ def test_a_kernel_that_fails_to_compile_falls_back_with_one_warning(monkeypatch)
     img = _frames(1, 16, 1)[0]
     plan = {"flip": False, "jitter": [("contrast", 1.2)], "gray": False, "blur": None}
     out = FrameTransform._apply([img], [plan])[0]  # the torch path, no error
-    assert (out.float() - _torchvision(img, plan)).abs().max() <= 1.0
+    assert (out.float() - _torchvision_chain(img, plan)).abs().max() <= 1.0
 
 
 def test_environment_switch_selects_the_torch_path():

@@ -277,15 +277,21 @@ def _blur(buf, h, w, weights):
 
 
 @_njit
+def _identity_stages():
+    mats = np.zeros((4, 12), dtype=np.float32)
+    for s in range(4):
+        mats[s, 0] = mats[s, 5] = mats[s, 10] = 1.0
+    return mats
+
+
+@_njit
 def _photometric(src, ops, weights, out):
     """The ops as up to four affine stages, each clamped (a clamp op starts a new stage), then
     one pass over the pixels that runs all stages in registers; blur (always last) between the
     stages and the final rounding."""
     x = src.reshape(-1)
     luma = np.array([0.2989, 0.587, 0.114])
-    mats = np.zeros((4, 12), dtype=np.float32)
-    for s in range(4):
-        mats[s, 0] = mats[s, 5] = mats[s, 10] = 1.0  # identity stages: exact no-ops on clamped values
+    mats = _identity_stages()  # identity stages: exact no-ops on clamped values
     m = np.eye(3)
     c = np.zeros(3)
     stage = 0
@@ -345,7 +351,4 @@ def _photometric(src, ops, weights, out):
     buf = np.empty(h * w * 3, dtype=np.float32)
     _run_f32(x, mats, buf)
     _blur(buf, h, w, weights)
-    ident = np.zeros((4, 12), dtype=np.float32)
-    for s in range(4):
-        ident[s, 0] = ident[s, 5] = ident[s, 10] = 1.0
-    _run_u8(buf, ident, 1, dst)
+    _run_u8(buf, _identity_stages(), 1, dst)
