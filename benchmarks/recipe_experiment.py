@@ -100,6 +100,9 @@ RECIPES: dict[str, dict] = {
     # and milder crops (the issue's "crops small enough to keep lanes and horizon in place")
     "layout-b64c-lr6-10min": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2, "colour_weight": 16},
                               "_augment": GEO, "_config": {"image_size": 96, "steps": 1300, "batch_size": 64, "lr": 0.006}},
+    # the default config itself (``ssltk pretrain --steps 1300``: layout-prediction's defaults, augment auto =
+    # the geometry-safe views, 96 px, batch 64, lr 6e-3, warmup 30), the issue-14 final round
+    "default-10min": {"_base": "default", "_config": {"steps": 1300}},
     "layout-b64c-crop85-10min": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2, "colour_weight": 16},
                                  "_augment": {**GEO, "crop_scale": [0.85, 1.0]},
                                  "_config": {"image_size": 96, "steps": 1300, "batch_size": 64, "lr": 0.004}},
@@ -119,10 +122,13 @@ def train(recipe: str, seed: int, steps: int | None, root: Path) -> Path:
     spec = dict(RECIPES[recipe])
     augment = spec.pop("_augment", None)
     extra = spec.pop("_config", {})  # other config keys of this recipe (image_size, ...)
+    # "_base": "default" = the built-in default config (``ssltk pretrain`` without -c/-o), else the demo's
+    base = None if spec.pop("_base", "demo") == "default" else demo_config_path()
     out = root / f"{recipe}-s{seed}"
     overrides = {"out": str(out), "seed": seed, "steps": steps, "augment": augment, **extra}
-    cfg = load_config(demo_config_path(), overrides)
-    cfg.objectives = _objectives_from_yaml(spec)
+    cfg = load_config(base, overrides)
+    if spec:  # a default-based recipe without objectives keeps the default's
+        cfg.objectives = _objectives_from_yaml(spec)
     if (out / "ssltk.json").exists():
         return out  # resumable experiment: keep finished runs
     t0 = time.perf_counter()
