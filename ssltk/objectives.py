@@ -34,6 +34,19 @@ from ssltk.options import option_fields, options_dict, parse_options  # noqa: F4
 from ssltk.views import ViewRequest
 
 
+#: The peak learning rate of ``lr: auto`` when no objective of the run declares one.
+DEFAULT_LR = 2e-3
+
+
+def resolve_lr(lr: float | str, objectives: Any) -> float:
+    """The peak learning rate of a run: ``lr`` itself, or for ``"auto"`` the smallest of the
+    ``objectives``' (instances or classes) ``Objective.lr``, an objective that declares none counting
+    as :data:`DEFAULT_LR` (so a composition never runs faster than any of its parts was measured)."""
+    if lr != "auto":
+        return float(lr)
+    return min((float(getattr(o, "lr", None) or DEFAULT_LR) for o in objectives), default=DEFAULT_LR)
+
+
 @dataclass
 class LossOutput:
     """A scalar loss and detached diagnostics (floats or 0-d tensors) for logging."""
@@ -52,6 +65,9 @@ class Objective(nn.Module):
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
+    #: The peak AdamW learning rate this objective was measured with at batch 64, or None (= DEFAULT_LR).
+    #: With the config's ``lr: auto`` (the default) a run uses the smallest of its objectives' (docs/pretrain.md).
+    lr: ClassVar[float | None] = None
 
     def __init__(self, embed_dim: int, options: Any = None) -> None:
         super().__init__()

@@ -15,6 +15,7 @@ import torch
 from ssltk.data.stream.device_decode import resolve_decode
 from ssltk.data.stream.pipeline import DataInfo, build_loader
 from ssltk.data.stream.sampling import check_plan_fits
+from ssltk.objectives import resolve_lr
 from ssltk.registry import Registry
 from ssltk.train.config import TrainConfig
 from ssltk.train.metrics import MetricsLog, plot_loss_curve
@@ -53,13 +54,14 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig):
     from timm.optim import create_optimizer_v2
     from timm.scheduler import CosineLRScheduler
 
-    optimizer = create_optimizer_v2(model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
+    lr = resolve_lr(cfg.lr, model.objectives.values())
+    optimizer = create_optimizer_v2(model, "adamw", lr=lr, weight_decay=cfg.weight_decay)
     scheduler = CosineLRScheduler(
         optimizer,
         t_initial=cfg.steps,
         lr_min=cfg.min_lr,
         warmup_t=cfg.warmup_steps,
-        warmup_lr_init=cfg.lr * 0.01,
+        warmup_lr_init=lr * 0.01,
         warmup_prefix=True,
         t_in_epochs=False,
     )

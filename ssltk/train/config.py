@@ -47,7 +47,7 @@ class TrainConfig:
     image_size: int = 96
     batch_size: int = 64
     steps: int = 300
-    lr: float = 2e-3
+    lr: float | Literal["auto"] = "auto"  # auto: the objectives' own (Objective.lr), else 2e-3
     weight_decay: float = 0.05
     warmup_steps: int = 30
     min_lr: float = 1e-5
@@ -277,7 +277,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.image_size >= 16, "image_size must be >= 16"),
         (cfg.image_size <= 4096, f"image_size {cfg.image_size} is too large (at most 4096)"),
         (cfg.num_workers <= 256, f"num_workers {cfg.num_workers} is too many (at most 256)"),
-        (cfg.lr > 0, "lr must be positive"),
+        (cfg.lr == "auto" or cfg.lr > 0, "lr must be positive (or auto)"),
         (0 <= cfg.seed < 2**63, f"seed {cfg.seed} is out of range: use 0 <= seed < 2^63"),
         (cfg.init is None or bool(str(cfg.init).strip()), "init is empty: give a weights file or bundle, or omit it"),
         (cfg.accum_steps >= 1, "accum_steps must be >= 1"),
