@@ -73,8 +73,8 @@ RECIPES: dict[str, dict] = {
     "per-frame-10min": {"per-frame": {}, "_config": {"image_size": 96, "steps": 850}},
     # per-frame at the time layout-b64c-10min takes (per-frame ~50 s per 100 steps uncontended, measured 2026-12-02)
     "per-frame-1200": {"per-frame": {}, "_config": {"image_size": 96, "steps": 1200}},
-    # per-frame at the time default-10min takes on a 2-core AMX Xeon (1300 default steps 489 s, per-frame 32.4 s
-    # per 100 steps there, measured 2026-12-03): the equal-time contrastive baseline of issue 14's final round
+    # the contrastive baseline of issue 14's final round, given more time than default-10min: on a 2-core AMX Xeon
+    # (2026-12-03) it took 573-660 s against default-10min's 488-541 s
     "per-frame-1500": {"per-frame": {}, "_config": {"image_size": 96, "steps": 1500}},
     "temporal-10min": {"temporal-infonce": {}, "_config": {"image_size": 96, "steps": 1000}},
     # retrieval levers for the edge target: colour kept in the thumbnail, or a little temporal-infonce
@@ -106,8 +106,7 @@ RECIPES: dict[str, dict] = {
     # the default config itself (``ssltk pretrain --steps 1300``: layout-prediction's defaults, augment auto =
     # the geometry-safe views, 96 px, batch 64, lr 6e-3, warmup 30), the issue-14 final round
     "default-10min": {"_base": "default", "_config": {"steps": 1300}},
-    # the same at equal wall time with per-frame-1500 on the AMX Xeon (1300 steps took 488-541 s there,
-    # per-frame-1500 573-660 s): 1600 steps
+    # the same with 300 more steps (683-718 s on the AMX Xeon, which ran ~15 % slower per step that round)
     "default-1600": {"_base": "default", "_config": {"steps": 1600}},
     "layout-b64c-crop85-10min": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2, "colour_weight": 16},
                                  "_augment": {**GEO, "crop_scale": [0.85, 1.0]},
