@@ -114,6 +114,9 @@ RECIPES: dict[str, dict] = {
     "default-e32": {"_base": "default", "layout-prediction": {"edge_side": 32}, "_config": {"steps": 1300}},
     # stronger crops (the milder crop 0.85-1 lost 0.034 lane R² on seed 2): more of the lane markings' positions seen
     "default-crop40": {"_base": "default", "_augment": {**GEO, "crop_scale": [0.4, 1.0]}, "_config": {"steps": 1300}},
+    # a target with more lane position: the lower half's edges on an 8 x 32 grid (target_ceiling.py: lane +0.02-0.03
+    # as features on probe seeds 0-2 over the default's parts)
+    "default-near": {"_base": "default", "layout-prediction": {"target": "pixels+edges+colour+near"}, "_config": {"steps": 1300}},
     "default-crop25": {"_base": "default", "_augment": {**GEO, "crop_scale": [0.25, 1.0]}, "_config": {"steps": 1300}},
     "layout-b64c-crop85-10min": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2, "colour_weight": 16},
                                  "_augment": {**GEO, "crop_scale": [0.85, 1.0]},

@@ -35,14 +35,14 @@ from torch import nn
 import ssltk
 from ssltk.contrastive import parse_cameras
 
-__all__ = ["LayoutPrediction", "edge_maps", "thumbnails"]
+__all__ = ["LayoutPrediction", "edge_maps", "near_edges", "thumbnails"]
 
 # Fixed per-channel standardisation of [0, 1] pixels (the targets' scale does not depend on the batch).
 PIXEL_MEAN = 0.45
 PIXEL_STD = 0.25
 PER_IMAGE_EPS = 0.02  # added to a thumbnail channel's std (a flat channel stays near 0, not noise blown up)
 EDGE_EPS = 1e-3  # added to an edge map's std (edge magnitudes of [0, 1] pixels are ~0.01-0.05)
-PARTS = ("pixels", "edges", "colour")  # what ``target`` may join with '+'
+PARTS = ("pixels", "edges", "colour", "near")  # what ``target`` may join with '+'
 
 
 def target_parts(text: str) -> tuple[str, ...]:
@@ -96,6 +96,23 @@ def edge_maps(frames: torch.Tensor, side: int) -> torch.Tensor:
     return ((e - mu) / (sd + EDGE_EPS)).reshape(*lead, 2, side, side)
 
 
+def near_edges(frames: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """``uint8 [..., C, H, W]`` -> ``float [..., 2, rows, cols]``: the edge map of the frame's lower half.
+
+    The same grey edge magnitudes as :func:`edge_maps`, but only of the bottom half of the frame
+    (the road just ahead of the car, where the lane markings are) and on a wide grid
+    (``cols`` > ``rows``): lateral position is a horizontal quantity. Standardised per image.
+    """
+    lead, (C, H, W) = frames.shape[:-3], frames.shape[-3:]
+    g = frames.reshape(-1, C, H, W).float().mean(dim=1, keepdim=True)[..., H // 2 :, :] / 255.0
+    gx = (g[..., :, 1:] - g[..., :, :-1]).abs()
+    gy = (g[..., 1:, :] - g[..., :-1, :]).abs()
+    e = torch.cat([F.adaptive_avg_pool2d(gx, (rows, cols)), F.adaptive_avg_pool2d(gy, (rows, cols))], dim=1)
+    mu = e.mean(dim=(-3, -2, -1), keepdim=True)
+    sd = e.std(dim=(-3, -2, -1), keepdim=True)
+    return ((e - mu) / (sd + EDGE_EPS)).reshape(*lead, 2, rows, cols)
+
+
 @dataclass
 class LayoutOptions:
     """Options of ``layout-prediction``."""
@@ -106,10 +123,12 @@ class LayoutOptions:
     camera: str = field(default="anchor", metadata={"help": "'anchor', 'all' or comma-separated names; each camera predicts its own frame"})
     hidden_dim: int = field(default=0, metadata={"help": "decoder hidden width (0 = a linear decoder)"})
     normalize: str = field(default="image", metadata={"help": "target pixels: 'image' = each thumbnail standardised by its own mean/std, 'fixed' = (x-0.45)/0.25"})
-    target: str = field(default="pixels+edges+colour", metadata={"help": "what is decoded, parts joined with '+': 'pixels' (the thumbnail), 'edges' (grey edge magnitudes), 'colour' (coarse RGB means, not standardised per image)"})
+    target: str = field(default="pixels+edges+colour", metadata={"help": "what is decoded, parts joined with '+': 'pixels' (the thumbnail), 'edges' (grey edge magnitudes), 'colour' (coarse RGB means, not standardised per image), 'near' (edges of the frame's lower half on a wide grid)"})
     edge_side: int = field(default=16, metadata={"help": "side of the edge map (0 = the same as side)"})
     colour_side: int = field(default=2, metadata={"help": "side of the 'colour' part: RGB area means with a fixed scale, so scene colour survives"})
     colour_weight: float = field(default=16.0, metadata={"help": "weight of each 'colour' number in the MSE relative to the other parts' (1 = a plain mean over all numbers)"})
+    near_rows: int = field(default=8, metadata={"help": "rows of the 'near' part's grid (over the frame's lower half)"})
+    near_cols: int = field(default=32, metadata={"help": "columns of the 'near' part's grid"})
 
     def validate(self) -> None:
         if str(self.dt).strip() not in ("0", ""):
@@ -128,6 +147,9 @@ class LayoutOptions:
             raise ssltk.UsageError(f"layout-prediction.edge_side must be 0 or 2..64 pixels, got {self.edge_side}")
         if not 1 <= self.colour_side <= 64:
             raise ssltk.UsageError(f"layout-prediction.colour_side must be 1..64 pixels, got {self.colour_side}")
+        for name in ("near_rows", "near_cols"):
+            if not 1 <= getattr(self, name) <= 64:
+                raise ssltk.UsageError(f"layout-prediction.{name} must be 1..64 cells, got {getattr(self, name)}")
         if not self.colour_weight > 0:
             raise ssltk.UsageError(f"layout-prediction.colour_weight must be > 0, got {self.colour_weight}")
 
@@ -162,6 +184,7 @@ class LayoutPrediction(ssltk.Objective):
             "pixels": (1 if o.gray else 3) * o.side * o.side,
             "edges": 2 * (o.edge_side or o.side) ** 2,
             "colour": 3 * o.colour_side * o.colour_side,
+            "near": 2 * o.near_rows * o.near_cols,
         }
         return {p: sizes[p] for p in target_parts(o.target)}
 
@@ -180,6 +203,7 @@ class LayoutPrediction(ssltk.Objective):
             "pixels": lambda: thumbnails(frames, o.side, o.gray, o.normalize == "image"),
             "edges": lambda: edge_maps(frames, o.edge_side or o.side),
             "colour": lambda: thumbnails(frames, o.colour_side, per_image=False),
+            "near": lambda: near_edges(frames, o.near_rows, o.near_cols),
         }
         parts = [make[p]().flatten(-3) for p in target_parts(o.target)]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
