@@ -117,6 +117,8 @@ RECIPES: dict[str, dict] = {
     # a target with more lane position: the lower half's edges on an 8 x 32 grid (target_ceiling.py: lane +0.02-0.03
     # as features on probe seeds 0-2 over the default's parts)
     "default-near": {"_base": "default", "layout-prediction": {"target": "pixels+edges+colour+near"}, "_config": {"steps": 1300}},
+    # the same at 1200 steps: default-near took 636-643 s for 1300 steps on the AMX Xeon, above the 10-minute budget
+    "default-near-1200": {"_base": "default", "layout-prediction": {"target": "pixels+edges+colour+near"}, "_config": {"steps": 1200}},
     "default-crop25": {"_base": "default", "_augment": {**GEO, "crop_scale": [0.25, 1.0]}, "_config": {"steps": 1300}},
     "layout-b64c-crop85-10min": {"layout-prediction": {"target": "pixels+edges+colour", "colour_side": 2, "colour_weight": 16},
                                  "_augment": {**GEO, "crop_scale": [0.85, 1.0]},
