@@ -7,7 +7,7 @@
 For each view plan it generates textured JPEG shards in a temp folder, then
 
 * pipeline: frames/s delivered by ``build_loader`` (decoded, resized, batched;
-  augmentation off unless ``--augment``), counted as valid cells (``mask.sum()``),
+  augmentation off unless ``--augment [default|geo]``), counted as valid cells (``mask.sum()``),
   timed after a warm-up; also the frames it actually decoded (a frame shared by
   several samples of one segment, e.g. overlapping clips, is decoded once);
 * bound: the same number of JPEGs, as bytes in memory, decoded by the same
@@ -35,6 +35,11 @@ from ssltk.data.stream.pipeline import build_loader
 from ssltk.testing.shards import encode_jpeg
 from ssltk.views import DeltaRange, ViewPlan, ViewRequest
 
+# --augment NAME: the augmentation config it turns on (without --augment: off)
+AUGMENT = {
+    "default": {"enabled": True},  # per-frame's augmentation: every cell its own crop
+    "geo": {"enabled": True, "shared_crop": True, "rig_flip_p": 0.5},  # the default recipe's views: one box per sample
+}
 PLANS = {
     "pairs": ViewRequest(deltas=(DeltaRange.parse("1-5"),)),
     "clips": ViewRequest(deltas=(DeltaRange(1, 1), DeltaRange(2, 2), DeltaRange(3, 3))),
@@ -72,7 +77,7 @@ def time_pipeline(data: Path, plan: ViewPlan, args, warm: int, steps: int) -> tu
     """(delivered frames/s, decoded frames/s, frames delivered) after ``warm`` batches."""
     loader = build_loader(data, plan, batch_size=args.batch, image_size=args.size, steps_per_epoch=warm + steps,
                           num_workers=args.workers, samples_per_segment=args.k, shuffle_buffer=args.buffer,
-                          augment=args.augment, seed=0)  # fmt: skip
+                          augment=AUGMENT[args.augment] if args.augment else False, seed=0)  # fmt: skip
     frames = decoded = 0
     start = None
     for i, batch in enumerate(loader):
@@ -172,7 +177,8 @@ def main() -> None:
     p.add_argument("--buffer", type=int, default=256, help="shuffle buffer (samples)")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--augment", action="store_true")
+    p.add_argument("--augment", nargs="?", const="default", default=None, choices=sorted(AUGMENT),
+                   help="augment: 'default' (per-frame's views) or 'geo' (the geometry-safe views of the default recipe)")
     args = p.parse_args()
     torch.set_num_threads(1)
     bench_decoders(args) if args.decoders else bench_plans(args)

@@ -22,7 +22,7 @@ from ssltk.probe.frames import choose_kept, load_frames
 from ssltk.probe.run import ProbeOptions, pick_camera, resolve_data
 from ssltk.probe.split import split_episodes
 from ssltk.probe.targets import build_targets
-from ssltk_builtins.layout_prediction import edge_maps, thumbnails
+from ssltk_builtins.layout_prediction import edge_maps, near_edges, thumbnails
 
 ROWS = ("yaw_rate", "steering", "dy@1s", "lane_offset", "speed")
 DTS = (1, 10)  # temporal retrieval offsets (frames) scored on the targets as features
@@ -53,6 +53,10 @@ def candidates(frames: torch.Tensor) -> dict[str, torch.Tensor]:
         "colour 4 (fixed, not per image)": pix(4, per_image=False),
         "pixels 8 + edges 16 + colour 2": torch.cat([pix(8), edges(16), pix(2, per_image=False)], 1),
         "pixels 8 + edges 16 + colour 4": torch.cat([pix(8), edges(16), pix(4, per_image=False)], 1),
+        "edges 32": edges(32),
+        "near 8 x 32 (lower half's edges)": near_edges(frames, 8, 32).flatten(1),
+        "pixels 8 + edges 16 + colour 2 + near 8 x 32 (the default)": torch.cat(
+            [pix(8), edges(16), pix(2, per_image=False), near_edges(frames, 8, 32).flatten(1)], 1),
     }
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from ssltk.data.stream.augment import AugmentConfig, FrameTransform
+from ssltk.data.stream.augment import AugmentConfig, FrameTransform, resize_uint8
 from ssltk.errors import UnknownNameError, UsageError
 
 
@@ -118,6 +118,19 @@ def test_many_with_augmentation_makes_the_same_draws():
     single = [t(img, rng_b) for img in imgs]
     assert all(torch.equal(a, b) for a, b in zip(batched, single))
     assert rng_a.random() == rng_b.random()  # the generator advanced identically
+
+
+def test_crops_of_one_side_resized_together_match_one_at_a_time():
+    """Crops that share a side (any position, any source frame) go through one resize call: same values."""
+    imgs = [ramp(30, 50), ramp(30, 50).flip(-1), ramp(24, 40), ramp(40, 30).permute(1, 2, 0).contiguous().permute(2, 0, 1)]
+    t = FrameTransform(16, AugmentConfig(crop_scale=(0.5, 0.5), jitter_p=0.5))  # one side per frame shape
+    draws = t.plan_many([tuple(i.shape[-2:]) for i in imgs], random.Random(3))
+    sides = [side for (_, _, side), _ in draws]
+    assert len(set(sides)) < len(sides)  # some crops share a side, so a batched call happens
+    ref = [resize_uint8(img[:, top : top + side, left : left + side], 16) for img, ((top, left, side), _) in zip(imgs, draws)]
+    ref = FrameTransform._apply(ref, [plan for _, plan in draws])
+    got = t.many(imgs, random.Random(3))
+    assert all(torch.equal(a, b) for a, b in zip(got, ref))
 
 
 def test_photometric_ops_in_float_match_torchvision():

@@ -194,6 +194,6 @@ def test_the_default_recipe_is_layout_prediction_with_geometry_safe_views(app):
     cfg = load_config(None, {})
     obj = Registry().objective("layout-prediction").obj(8)
     o = obj.options
-    assert (o.target, o.side, o.edge_side, o.colour_side, o.colour_weight) == ("pixels+edges+colour", 8, 16, 2, 16.0)
+    assert (o.target, o.side, o.edge_side, o.colour_side, o.colour_weight) == ("pixels+edges+colour+near", 8, 16, 2, 16.0)
     plan = ViewPlan.build({"layout-prediction": obj.views()}, ["front", "front_left", "front_right", "rear"])
     assert resolve_augment(cfg, plan) == AugmentConfig(enabled=True, shared_crop=True, rig_flip_p=0.5)

@@ -5,9 +5,10 @@ an embedding that tells episodes or instants apart needs no lane position, and
 global average pooling makes that the easy way. This objective asks the pooled
 embedding of frame ``t`` to predict a ``side × side`` thumbnail (area-downsampled,
 per-channel standardised pixels) and/or a ``edge_side × edge_side`` map of where
-the grey image has edges, and a ``colour_side`` grid of RGB means on a fixed
-scale (``target``; by default all three, 8, 16 and 2 px, the colour weighted
-16 per number), of frame ``t`` itself (``dt = 0``) or of the frame ``Δt``
+the grey image has edges, a ``colour_side`` grid of RGB means on a fixed
+scale, and a wide ``near_rows × near_cols`` edge map of the frame's lower half,
+where the lane markings next to the car are (``target``; by default all four,
+8, 16, 2 px and 8 × 32, the colour weighted 16 per number), of frame ``t`` itself (``dt = 0``) or of the frame ``Δt``
 later of the same camera (``dt`` a range in frames). The colour keeps which
 scene a frame shows, which the per-image parts drop. The future
 version can only be solved by knowing how the image will move: how the car
@@ -123,7 +124,7 @@ class LayoutOptions:
     camera: str = field(default="anchor", metadata={"help": "'anchor', 'all' or comma-separated names; each camera predicts its own frame"})
     hidden_dim: int = field(default=0, metadata={"help": "decoder hidden width (0 = a linear decoder)"})
     normalize: str = field(default="image", metadata={"help": "target pixels: 'image' = each thumbnail standardised by its own mean/std, 'fixed' = (x-0.45)/0.25"})
-    target: str = field(default="pixels+edges+colour", metadata={"help": "what is decoded, parts joined with '+': 'pixels' (the thumbnail), 'edges' (grey edge magnitudes), 'colour' (coarse RGB means, not standardised per image), 'near' (edges of the frame's lower half on a wide grid)"})
+    target: str = field(default="pixels+edges+colour+near", metadata={"help": "what is decoded, parts joined with '+': 'pixels' (the thumbnail), 'edges' (grey edge magnitudes), 'colour' (coarse RGB means, not standardised per image), 'near' (edges of the frame's lower half on a wide grid)"})
     edge_side: int = field(default=16, metadata={"help": "side of the edge map (0 = the same as side)"})
     colour_side: int = field(default=2, metadata={"help": "side of the 'colour' part: RGB area means with a fixed scale, so scene colour survives"})
     colour_weight: float = field(default=16.0, metadata={"help": "weight of each 'colour' number in the MSE relative to the other parts' (1 = a plain mean over all numbers)"})

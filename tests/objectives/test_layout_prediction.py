@@ -14,6 +14,7 @@ from ssltk_builtins.layout_prediction import (
     PIXEL_STD,
     LayoutPrediction,
     edge_maps,
+    near_edges,
     thumbnails,
 )
 
@@ -115,9 +116,52 @@ def test_edge_maps_ignore_colour_brightness_and_contrast():
     assert base[0, 1].std() < 1e-5
 
 
+def _naive_near(img: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """``uint8 [C, H, W]`` -> ``[2, rows, cols]`` by loops: the edge maps of rows H//2.. only, on a rows x cols grid."""
+    C, H, W = img.shape
+    lower = img[:, H // 2 :]
+    grey = [[sum(float(lower[c, i, j]) for c in range(C)) / C / 255 for j in range(W)] for i in range(lower.shape[1])]
+    gx = [[abs(r[j + 1] - r[j]) for j in range(W - 1)] for r in grey]
+    gy = [[abs(grey[i + 1][j] - grey[i][j]) for j in range(W)] for i in range(len(grey) - 1)]
+
+    def pool(m):  # adaptive average pooling, cells [floor(k*n/side), ceil((k+1)*n/side))
+        out = []
+        for a in range(rows):
+            i0, i1 = (a * len(m)) // rows, -((-(a + 1) * len(m)) // rows)
+            out.append([])
+            for b in range(cols):
+                j0, j1 = (b * len(m[0])) // cols, -((-(b + 1) * len(m[0])) // cols)
+                vals = [m[i][j] for i in range(i0, i1) for j in range(j0, j1)]
+                out[-1].append(sum(vals) / len(vals))
+        return out
+
+    e = torch.tensor([pool(gx), pool(gy)], dtype=torch.float64)
+    return ((e - e.mean()) / (e.std() + EDGE_EPS)).float()
+
+
+def test_near_edges_are_the_lower_halfs_edge_maps_on_a_wide_grid():
+    g = torch.Generator().manual_seed(6)
+    frames = torch.randint(0, 256, (2, 3, 16, 24), generator=g, dtype=torch.uint8)
+    e = near_edges(frames, 2, 6)
+    assert e.shape == (2, 2, 2, 6)
+    for b in range(2):
+        torch.testing.assert_close(e[b], _naive_near(frames[b], 2, 6), rtol=0, atol=1e-4)
+    # the upper half does not count: anything drawn there leaves the target as it was
+    other_sky = frames.clone()
+    other_sky[:, :, :8] = torch.randint(0, 256, (2, 3, 8, 24), generator=g, dtype=torch.uint8)
+    torch.testing.assert_close(near_edges(other_sky, 2, 6), e, rtol=0, atol=1e-6)
+    # a lane marking (a vertical bar in the lower half) moved to the right moves the horizontal-edge peak with it
+    road = torch.full((1, 3, 16, 24), 50, dtype=torch.uint8)
+    left, right = road.clone(), road.clone()
+    left[..., 8:, 4:6] = 200
+    right[..., 8:, 16:18] = 200
+    assert int(near_edges(left, 1, 6)[0, 0, 0].argmax()) == 1 and int(near_edges(right, 1, 6)[0, 0, 0].argmax()) == 4
+
+
 @pytest.mark.parametrize("target, side, edge_side, size", [
     ("pixels", 4, 0, 3 * 16), ("edges", 4, 0, 2 * 16), ("pixels+edges", 4, 0, 3 * 16 + 2 * 16),
     ("pixels+edges", 4, 8, 3 * 16 + 2 * 64), ("colour", 4, 0, 3 * 4), ("edges+colour+pixels", 4, 8, 2 * 64 + 3 * 4 + 3 * 16),
+    ("pixels+near", 4, 0, 3 * 16 + 2 * 8 * 32), ("near", 4, 0, 2 * 8 * 32),
 ])
 def test_targets_are_the_named_parts_in_their_order(target, side, edge_side, size):
     obj = LayoutPrediction.from_options(D, side=side, edge_side=edge_side, target=target, colour_side=2)
@@ -129,6 +173,7 @@ def test_targets_are_the_named_parts_in_their_order(target, side, edge_side, siz
         "pixels": thumbnails(frames, side, per_image=True).flatten(-3),
         "edges": edge_maps(frames, edge_side or side).flatten(-3),
         "colour": thumbnails(frames, 2, per_image=False).flatten(-3),
+        "near": near_edges(frames, 8, 32).flatten(-3),
     }
     parts = [expected[p] for p in target.split("+")]
     torch.testing.assert_close(t, torch.cat(parts, -1), rtol=0, atol=0)
@@ -204,13 +249,15 @@ def test_a_perfect_decoder_gives_zero_loss_and_r2_one():
     assert out.metrics["r2"] == pytest.approx(1.0)
 
 
-def test_the_default_target_is_an_8px_thumbnail_a_16px_edge_map_and_2px_colour_weighted_16():
+def test_the_default_target_is_an_8px_thumbnail_a_16px_edge_map_2px_colour_weighted_16_and_the_near_field():
     obj = LayoutPrediction(6)  # defaults
     o = obj.options
-    assert (o.target, o.side, o.edge_side, o.colour_side, o.colour_weight) == ("pixels+edges+colour", 8, 16, 2, 16.0)
-    assert obj.target_size() == 3 * 8 * 8 + 2 * 16 * 16 + 3 * 2 * 2
+    assert (o.target, o.side, o.edge_side, o.colour_side, o.colour_weight, o.near_rows, o.near_cols) == (
+        "pixels+edges+colour+near", 8, 16, 2, 16.0, 8, 32)
+    assert obj.target_size() == 3 * 8 * 8 + 2 * 16 * 16 + 3 * 2 * 2 + 2 * 8 * 32
     w = obj.number_weights()
-    assert w.shape == (716,) and torch.allclose(w[-12:], 16 * w[0]) and w.mean() == pytest.approx(1.0)
+    assert w.shape == (1228,) and w.mean() == pytest.approx(1.0)
+    assert torch.allclose(w[704:716], 16 * w[0]) and torch.allclose(w[716:], w[0])  # colour weighs 16, near 1
     batch = fake_batch_for(obj, 4, ("front",), seed=2, missing=0.0)
     big = LayoutPrediction(obj.target_size())
     emb = big.targets(batch["frames"])  # the embedding *is* the target
@@ -257,7 +304,8 @@ def test_future_version_predicts_the_later_frame_and_is_told_dt():
 
 @pytest.mark.parametrize("opts", [dict(), dict(dt="2-6", hidden_dim=16, gray=True, side=8, normalize="fixed"),
                                   dict(target="pixels+edges", side=8, edge_side=4),
-                                  dict(target="pixels+edges+colour", colour_side=2)])
+                                  dict(target="pixels+edges+colour", colour_side=2),
+                                  dict(target="pixels+edges+colour+near", near_rows=4, near_cols=8)])
 def test_passes_the_objective_contract(opts):
     check_objective(LayoutPrediction, options=opts)
 
@@ -268,7 +316,9 @@ def test_passes_the_objective_contract(opts):
     (dict(hidden_dim=-1), "hidden_dim must be >= 0"),
     (dict(camera=","), "cameras must be"),
     (dict(normalize="batch"), "normalize must be 'image' or 'fixed'"),
-    (dict(target="flow"), "target must join distinct parts of pixels, edges, colour"),
+    (dict(target="flow"), "target must join distinct parts of pixels, edges, colour, near"),
+    (dict(near_rows=0), "near_rows must be 1..64"),
+    (dict(near_cols=65), "near_cols must be 1..64"),
     (dict(target="pixels+pixels"), "target must join distinct parts"),
     (dict(colour_side=0), "colour_side must be 1..64"),
     (dict(colour_weight=0), "colour_weight must be > 0"),

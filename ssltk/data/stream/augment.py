@@ -181,17 +181,23 @@ class FrameTransform:
 
         Without augmentation every frame gets the centred square, so frames of
         one shape are resized together (:func:`resize_many`). With augmentation
-        each frame draws its crop and photometric parameters in turn, then the
-        photometric ops run per frame, fused (:meth:`_apply`).
+        each frame draws its crop and photometric parameters in turn; crops of one
+        side (all frames of a sample with ``shared_crop``) are resized in one call,
+        then the photometric ops run per frame, fused (:meth:`_apply`).
         """
         if not imgs:
             return []
         if self.config.enabled:
             draws = self.plan_many([(img.shape[-2], img.shape[-1]) for img in imgs], rng, samples)
-            crops = []
-            for img, ((top, left, side), _) in zip(imgs, draws):
-                out = img[:, top : top + side, left : left + side]
-                crops.append(out if side == self.size else resize_uint8(out, self.size))
+            crops: list[torch.Tensor] = []
+            by_side: dict[int, list[int]] = {}  # crops of one side are resized in one call, wherever they sit
+            for n, (img, ((top, left, side), _)) in enumerate(zip(imgs, draws)):
+                crops.append(img[:, top : top + side, left : left + side])
+                if side != self.size:
+                    by_side.setdefault(side, []).append(n)
+            for idx in by_side.values():
+                for n, out in zip(idx, resize_many([crops[n] for n in idx], self.size)):
+                    crops[n] = out
             return self._apply(crops, [plan for _, plan in draws])
         out: list[torch.Tensor | None] = [None] * len(imgs)
         by_shape: dict[tuple[int, int], list[int]] = {}
