@@ -181,9 +181,8 @@ class FrameTransform:
 
         Without augmentation every frame gets the centred square, so frames of
         one shape are resized together (:func:`resize_many`). With augmentation
-        each frame draws its crop and photometric parameters in turn; crops of one
-        side (all frames of a sample with ``shared_crop``) are resized in one call,
-        then the photometric ops run per frame, fused (:meth:`_apply`).
+        each frame draws its crop and photometric parameters in turn, crops of one side
+        are resized in one call, then the photometric ops run per frame, fused (:meth:`_apply`).
         """
         if not imgs:
             return []
