@@ -72,21 +72,23 @@ def _naive_edges(img: torch.Tensor, side: int) -> torch.Tensor:
     gx = [[abs(grey[i][j + 1] - grey[i][j]) for j in range(W - 1)] for i in range(H)]
     gy = [[abs(grey[i + 1][j] - grey[i][j]) for j in range(W)] for i in range(H - 1)]
 
-    def pool(m):  # adaptive average pooling: cell k covers [floor(k*n/side), ceil((k+1)*n/side))
-        n_i, n_j = len(m), len(m[0])
-        out = []
-        for a in range(side):
-            i0, i1 = (a * n_i) // side, -((-(a + 1) * n_i) // side)
-            row = []
-            for b in range(side):
-                j0, j1 = (b * n_j) // side, -((-(b + 1) * n_j) // side)
-                vals = [m[i][j] for i in range(i0, i1) for j in range(j0, j1)]
-                row.append(sum(vals) / len(vals))
-            out.append(row)
-        return out
-
-    e = torch.tensor([pool(gx), pool(gy)], dtype=torch.float64)
+    e = torch.tensor([_naive_pool(gx, side, side), _naive_pool(gy, side, side)], dtype=torch.float64)
     return ((e - e.mean()) / (e.std() + EDGE_EPS)).float()
+
+
+def _naive_pool(m: list[list[float]], rows: int, cols: int) -> list[list[float]]:
+    """Adaptive average pooling by loops: cell k of n covers [floor(k*len/n), ceil((k+1)*len/n))."""
+    n_i, n_j = len(m), len(m[0])
+    out = []
+    for a in range(rows):
+        i0, i1 = (a * n_i) // rows, -((-(a + 1) * n_i) // rows)
+        row = []
+        for b in range(cols):
+            j0, j1 = (b * n_j) // cols, -((-(b + 1) * n_j) // cols)
+            vals = [m[i][j] for i in range(i0, i1) for j in range(j0, j1)]
+            row.append(sum(vals) / len(vals))
+        out.append(row)
+    return out
 
 
 def test_edge_maps_are_standardised_pooled_grey_gradients():
@@ -124,18 +126,7 @@ def _naive_near(img: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     gx = [[abs(r[j + 1] - r[j]) for j in range(W - 1)] for r in grey]
     gy = [[abs(grey[i + 1][j] - grey[i][j]) for j in range(W)] for i in range(len(grey) - 1)]
 
-    def pool(m):  # adaptive average pooling, cells [floor(k*n/side), ceil((k+1)*n/side))
-        out = []
-        for a in range(rows):
-            i0, i1 = (a * len(m)) // rows, -((-(a + 1) * len(m)) // rows)
-            out.append([])
-            for b in range(cols):
-                j0, j1 = (b * len(m[0])) // cols, -((-(b + 1) * len(m[0])) // cols)
-                vals = [m[i][j] for i in range(i0, i1) for j in range(j0, j1)]
-                out[-1].append(sum(vals) / len(vals))
-        return out
-
-    e = torch.tensor([pool(gx), pool(gy)], dtype=torch.float64)
+    e = torch.tensor([_naive_pool(gx, rows, cols), _naive_pool(gy, rows, cols)], dtype=torch.float64)
     return ((e - e.mean()) / (e.std() + EDGE_EPS)).float()
 
 
