@@ -87,14 +87,7 @@ def edge_maps(frames: torch.Tensor, side: int) -> torch.Tensor:
     probe split an 8 × 8 edge map (128 numbers) holds more of yaw rate, steering and lane offset
     for a linear probe than a 16 × 16 RGB thumbnail (768): docs/objectives/layout-prediction.md.
     """
-    lead, (C, H, W) = frames.shape[:-3], frames.shape[-3:]
-    g = frames.reshape(-1, C, H, W).float().mean(dim=1, keepdim=True) / 255.0
-    gx = (g[..., :, 1:] - g[..., :, :-1]).abs()
-    gy = (g[..., 1:, :] - g[..., :-1, :]).abs()
-    e = torch.cat([F.adaptive_avg_pool2d(gx, side), F.adaptive_avg_pool2d(gy, side)], dim=1)
-    mu = e.mean(dim=(-3, -2, -1), keepdim=True)
-    sd = e.std(dim=(-3, -2, -1), keepdim=True)
-    return ((e - mu) / (sd + EDGE_EPS)).reshape(*lead, 2, side, side)
+    return _grey_edges(frames, (side, side), lower_half=False)
 
 
 def near_edges(frames: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
@@ -104,14 +97,21 @@ def near_edges(frames: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     (the road just ahead of the car, where the lane markings are) and on a wide grid
     (``cols`` > ``rows``): lateral position is a horizontal quantity. Standardised per image.
     """
+    return _grey_edges(frames, (rows, cols), lower_half=True)
+
+
+def _grey_edges(frames: torch.Tensor, grid: tuple[int, int], lower_half: bool) -> torch.Tensor:
+    """|horizontal| and |vertical| grey differences, area-averaged to ``grid``, standardised per image."""
     lead, (C, H, W) = frames.shape[:-3], frames.shape[-3:]
-    g = frames.reshape(-1, C, H, W).float().mean(dim=1, keepdim=True)[..., H // 2 :, :] / 255.0
+    g = frames.reshape(-1, C, H, W).float().mean(dim=1, keepdim=True) / 255.0
+    if lower_half:
+        g = g[..., H // 2 :, :]
     gx = (g[..., :, 1:] - g[..., :, :-1]).abs()
     gy = (g[..., 1:, :] - g[..., :-1, :]).abs()
-    e = torch.cat([F.adaptive_avg_pool2d(gx, (rows, cols)), F.adaptive_avg_pool2d(gy, (rows, cols))], dim=1)
+    e = torch.cat([F.adaptive_avg_pool2d(gx, grid), F.adaptive_avg_pool2d(gy, grid)], dim=1)
     mu = e.mean(dim=(-3, -2, -1), keepdim=True)
     sd = e.std(dim=(-3, -2, -1), keepdim=True)
-    return ((e - mu) / (sd + EDGE_EPS)).reshape(*lead, 2, rows, cols)
+    return ((e - mu) / (sd + EDGE_EPS)).reshape(*lead, 2, *grid)
 
 
 @dataclass
