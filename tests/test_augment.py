@@ -217,7 +217,7 @@ def test_fused_photometric_ops_match_torchvision_on_random_plans():
 
 @pytest.mark.parametrize("k, sigma", [(3, 0.5), (5, 0.8), (7, 1.2), (11, 1.5)])
 def test_blur_matches_torchvision_gaussian_blur(k, sigma):
-    from ssltk.data.stream.augment import _gaussian_blur
+    from ssltk.data.stream.photometric_torch import gaussian_blur as _gaussian_blur
 
     x = torch.rand(3, 16, 20, generator=torch.Generator().manual_seed(k)) * 255
     ref = F.gaussian_blur(x.unsqueeze(0), [k, k], [sigma, sigma])[0]

@@ -72,6 +72,22 @@ def test_kernel_matches_the_torch_path(monkeypatch):
         assert (a.int() - b.int()).abs().max() <= 1, plan
 
 
+@pytest.mark.parametrize("jitter, gray, stages", [
+    ([("brightness", 0.8), ("contrast", 0.7), ("saturation", 0.9)], False, 1),  # no clamp: one stage
+    ([("brightness", 1.3), ("contrast", 0.7)], False, 2),  # contrast's pivot after one clamped stage
+    ([("brightness", 1.3), ("saturation", 1.4), ("contrast", 0.8)], False, 3),  # pivot after two stages
+    ([("saturation", 1.4), ("brightness", 1.3), ("contrast", 1.2)], True, 4),  # gray follows: a third clamp
+])  # fmt: skip
+def test_every_stage_count_matches_torchvision(jitter, gray, stages):
+    """The kernel has one loop per stage count (1-4) and per contrast-pivot depth: each against torchvision."""
+    plan = {"flip": False, "jitter": jitter, "gray": gray, "blur": None}
+    ops, _ = photometric.encode(plan)
+    assert int((ops[:, 0] == photometric.CLAMP).sum()) == stages - 1
+    for img in _frames(6, 29, stages):
+        out = FrameTransform._apply([img], [plan])[0]
+        assert (out.float() - _torchvision_chain(img, plan)).abs().max() <= 1.0
+
+
 def test_each_stage_and_clamp_by_closed_form():
     """Brightness 2 then contrast 0.5 on a two-level frame: the clamp between them matters."""
     img = torch.zeros(3, 4, 4, dtype=torch.uint8)

@@ -159,6 +159,44 @@ def test_missing_frames_are_masked_and_zero(tmp_path):
     assert masked > 0
 
 
+def test_batches_filled_group_by_group_and_a_partial_last_batch():
+    """Cells copied in as each group arrives give the contract batch; a partial last batch is its own tensor."""
+    from ssltk.data.stream.batching import Batch
+    from ssltk.data.stream.cells import Decoded
+    from ssltk.data.stream.sampling import RawView
+    from ssltk.data.stream.stages import Context
+
+    plan = make_plan(1, cameras="all", data_cameras=("front", "left"))  # T = 2, V = 2
+    g = torch.Generator().manual_seed(0)
+
+    def item(i):
+        view = RawView(key=f"k{i}", url="mem", episode="ep", refs=[[None, None], [None, None]], images={},
+                       frame_index=[i, i + 1], timestamp=[0.0, 0.1], dt=[0.0, 0.1], ego={})  # fmt: skip
+        cells = []
+        for t in range(2):
+            for v in range(2):
+                if (i + t + v) % 3:  # the rest stay masked
+                    hwc = (i + t) % 2  # channels-last (as the resize kernel leaves a frame) or planar
+                    img = torch.randint(0, 256, (8, 8, 3) if hwc else (3, 8, 8), generator=g, dtype=torch.uint8)
+                    cells.append((t, v, img.permute(2, 0, 1) if hwc else img))
+        return Decoded(view, cells)
+
+    items = [item(i) for i in range(7)]
+    batcher = Batch(Context(0, 0, 1, False, False, 1), plan, 3, 8, True, [])
+    batches = list(batcher(iter([items[0:2], items[2:5], items[5:7]])))  # groups across batch boundaries
+    assert [b["keys"] for b in batches] == [["k0", "k1", "k2"], ["k3", "k4", "k5"], ["k6"]]
+    for n, b in enumerate(batches):
+        frames = b["frames"]
+        assert frames.shape == (len(b["keys"]), 2, 2, 3, 8, 8)
+        assert frames.untyped_storage().nbytes() == frames.numel()  # not a view of a full-size buffer
+        for j, it in enumerate(items[3 * n : 3 * n + 3]):
+            expect = torch.zeros(2, 2, 3, 8, 8, dtype=torch.uint8)
+            mask = torch.zeros(2, 2, dtype=torch.bool)
+            for t, v, img in it.cells:
+                expect[t, v], mask[t, v] = img, True
+            assert torch.equal(frames[j], expect) and torch.equal(torch.as_tensor(b["mask"][j]), mask)
+
+
 def same(a, b):
     return all(torch.equal(x["frames"], y["frames"]) and x["keys"] == y["keys"] for x, y in zip(a, b)) and len(a) == len(b)
 

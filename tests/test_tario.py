@@ -103,6 +103,17 @@ def test_damaged_header_after_good_members():
     assert kinds_of(bytes(data)) == (["bad_member"], ["ep0001/s000000"])
 
 
+@pytest.mark.parametrize("off", [1, -1, 255, 8 * 255])
+def test_a_stored_checksum_off_by_any_small_amount_is_bad(off):
+    """The header check (Adler-32's byte sum, mod 65521) rejects a checksum field that is off at all."""
+    data = bytearray(make_tar(MEMBERS))
+    pos = data.index(b"ep0001/s000016.f000")  # the second sample's first header
+    true_sum = sum(data[pos : pos + 148]) + 8 * 32 + sum(data[pos + 156 : pos + 512])
+    assert int(bytes(data[pos + 148 : pos + 154]), 8) == true_sum  # tarfile wrote the real sum
+    data[pos + 148 : pos + 156] = b"%06o\0 " % (true_sum + off)
+    assert kinds_of(bytes(data)) == (["bad_member"], ["ep0001/s000000"])
+
+
 def test_duplicate_field_is_dropped_and_reported():
     data = make_tar([("k.json", b"1"), ("k.json", b"2"), ("k.jpg", b"3")])
     errors = []

@@ -39,33 +39,35 @@ class Batch:
 
     def __call__(self, src: Iterator[list[Decoded]]) -> Iterator[dict[str, Any]]:
         buf: list[Decoded] = []
+        filling = None  # the batch's frames, filled group by group (not in bytes mode)
         for group in src:
             for item in group:
+                if not self.bytes_mode:
+                    if filling is None:
+                        filling = _Filling((self.batch_size, len(self.plan.slots), len(self.plan.cameras), 3,
+                                            self.image_size, self.image_size))  # fmt: skip
+                    filling.add(len(buf), item)
                 buf.append(item)
                 if len(buf) == self.batch_size:
-                    yield self.collate(buf)
-                    buf = []
+                    yield self.collate(buf, filling)
+                    buf, filling = [], None
         if buf and self.partial:
-            yield self.collate(buf)
+            yield self.collate(buf, filling)
         pending = self.ctx.counter.take()
         if any(pending.values()):  # skips after this worker's last batch: a counts-only record
             yield {COUNTS_ONLY: True, "skipped": pending}
 
-    def collate(self, items: list[Decoded]) -> dict[str, Any]:
+    def collate(self, items: list[Decoded], filling: "_Filling | None" = None) -> dict[str, Any]:
+        """The contract batch of ``items``; ``filling``: their frames, already copied in (else copied now)."""
         T, V, S = len(self.plan.slots), len(self.plan.cameras), self.image_size
-        valid = np.zeros((len(items), T, V), dtype=bool)
         if self.bytes_mode:
+            valid = np.zeros((len(items), T, V), dtype=bool)
             return self._fields(items, None, valid, pack_cells(items, valid))
-        # Each cell (channels-last from the resize kernel) is copied once, by numpy, into the
-        # contract's [3, S, S] layout: ~3x faster for uint8 than torch's permuting copy or
-        # stack (measured at 128 px, 1 thread).
-        frames = _batch_tensor((len(items), T, V, 3, S, S))
-        out = frames.numpy()
-        for b, item in enumerate(items):
-            for t, v, img in item.cells:
-                np.copyto(out[b, t, v], img.numpy())
-                valid[b, t, v] = True
-        out[~valid] = 0
+        if filling is None:
+            filling = _Filling((len(items), T, V, 3, S, S))
+            for b, item in enumerate(items):
+                filling.add(b, item)
+        frames, valid = filling.finish(len(items))
         return self._fields(items, frames, valid, {})
 
     def _fields(self, items: list, frames: Any, valid: np.ndarray, extra: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +108,37 @@ def small_fields_as_tensors(batch: dict[str, Any], pin: bool) -> dict[str, Any]:
         batch[name] = tensor(batch[name])
     batch["ego"] = {f: tensor(v) for f, v in batch["ego"].items()}
     return batch
+
+
+class _Filling:
+    """A batch's ``frames`` being filled: each sample's cells are copied in when its group arrives.
+
+    Copying while the cells are still in cache (just resized and augmented) instead of once the
+    batch is complete: ~2-4 us per 128-px cell against ~15 us from memory (measured, 1 thread).
+    Each cell (planar from the photometric kernel, channels-last from the resize kernel) is
+    copied once, by numpy, into the contract's ``[3, S, S]`` layout: ~3x faster for uint8 than
+    torch's permuting copy or stack.
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.frames = _batch_tensor(shape)
+        self.out = self.frames.numpy()
+        self.valid = np.zeros(shape[:3], dtype=bool)
+
+    def add(self, b: int, item: Decoded) -> None:
+        for t, v, img in item.cells:
+            np.copyto(self.out[b, t, v], img.numpy())
+            self.valid[b, t, v] = True
+
+    def finish(self, n: int) -> tuple[torch.Tensor, np.ndarray]:
+        """``(frames, valid)`` of the first ``n`` samples; cells without a frame are zero."""
+        frames, valid = self.frames, self.valid[:n]
+        if n < len(self.valid):  # a last partial batch: its own tensor, not a view of the full one
+            frames = _batch_tensor((n, *frames.shape[1:]))
+            frames.copy_(self.frames[:n])
+            valid = valid.copy()
+        frames.numpy()[~valid] = 0
+        return frames, valid
 
 
 def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
