@@ -13,8 +13,9 @@ For each view plan it generates textured JPEG shards in a temp folder, then
 * bound: the same number of JPEGs, as bytes in memory, decoded by the same
   ``decode_jpeg(bytes, size)`` in the same number of processes;
 
-and prints the median of ``--repeats`` runs of each and the ratios
-delivered / bound (target >= 0.8) and decoded / bound. Numbers vary with machine load; compare within one run.
+and prints the median of ``--repeats`` runs of each, the ratios
+delivered / bound (target >= 0.8) and decoded / bound, and the spread of the per-run ratios (each
+run against the bound measured right after it: on a shared machine single runs swing ±5 %). Numbers vary with machine load; compare within one run.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def bench_plans(args) -> None:
         kb = np.mean([len(b) for b in sample_blobs(data, 64)]) / 1024
         print(f"# {args.height}x{args.width} JPEG q90 ({kb:.0f} KiB) -> {args.size}px, {args.cameras} camera(s), segments of {args.segment}, "
               f"batch {args.batch}, k={args.k}, workers={args.workers}, augment={args.augment}, torch threads={torch.get_num_threads()}")  # fmt: skip
-        print(f"{'plan':<6} {'delivered fr/s':>15} {'decoded fr/s':>13} {'decode-only fr/s':>17} {'ratio':>6} {'decoded ratio':>14}")
+        print(f"{'plan':<6} {'delivered fr/s':>15} {'decoded fr/s':>13} {'decode-only fr/s':>17} {'ratio':>6} {'decoded ratio':>14}"
+              f" {'ratio per run (min-max)':>24}")  # fmt: skip
         for name, req in PLANS.items():
             plan = ViewPlan.build({name: ViewRequest(cameras="all", deltas=req.deltas)}, cams)
             delivered, decoded, bound = [], [], []
@@ -135,7 +137,8 @@ def bench_plans(args) -> None:
                 decoded.append(dec)
                 bound.append(time_decode(sample_blobs(data, frames), args.size, args.workers, pool))
             p, d, b = (statistics.median(x) for x in (delivered, decoded, bound))
-            print(f"{name:<6} {p:>15,.0f} {d:>13,.0f} {b:>17,.0f} {p / b:>6.2f} {d / b:>14.2f}")
+            each = [x / y for x, y in zip(delivered, bound)]  # each run against the bound measured right after it
+            print(f"{name:<6} {p:>15,.0f} {d:>13,.0f} {b:>17,.0f} {p / b:>6.2f} {d / b:>14.2f} {min(each):>19.2f}-{max(each):.2f}")
         if pool:
             pool.close()
 
