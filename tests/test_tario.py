@@ -114,6 +114,25 @@ def test_a_stored_checksum_off_by_any_small_amount_is_bad(off):
     assert kinds_of(bytes(data)) == (["bad_member"], ["ep0001/s000000"])
 
 
+def test_a_header_with_a_good_checksum_but_a_garbage_size_is_bad():
+    """A damaged header whose sum still matches (the check is mod 65521) fails on its size field, kindly."""
+    data = bytearray(make_tar(MEMBERS))
+    pos = data.index(b"ep0001/s000016.f000")
+    data[pos + 124 : pos + 136] = b"zz" + bytes(data[pos + 126 : pos + 136])  # not octal
+    true_sum = sum(data[pos : pos + 148]) + 8 * 32 + sum(data[pos + 156 : pos + 512])
+    data[pos + 148 : pos + 156] = b"%06o\0 " % true_sum  # re-sealed: the checksum passes
+    assert kinds_of(bytes(data)) == (["bad_member"], ["ep0001/s000000"])
+
+
+def test_a_damaged_pax_record_is_a_bad_member():
+    data = bytearray(make_tar([MEMBERS[0], (LONG, b"{}")], fmt=tarfile.PAX_FORMAT))
+    pos = data.index(b" path=")
+    data[pos - 3 : pos] = b"x9y"  # the record's length is no longer a number
+    hdr = pos - (pos % 512) - 512  # the pax member's header, re-sealed so only the record is bad
+    data[hdr + 148 : hdr + 156] = b"%06o\0 " % (sum(data[hdr : hdr + 148]) + 8 * 32 + sum(data[hdr + 156 : hdr + 512]))
+    assert kinds_of(bytes(data))[0] == ["bad_member"]
+
+
 def test_duplicate_field_is_dropped_and_reported():
     data = make_tar([("k.json", b"1"), ("k.json", b"2"), ("k.jpg", b"3")])
     errors = []

@@ -120,15 +120,21 @@ def iter_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
             return
         if not _checksum_ok(header):
             raise TarFormatError("bad_member" if count else "not_a_tar", "invalid tar header (bad checksum)")
+        try:
+            size, kind = _number(header[124:136]), header[156:157]
+        except ValueError:  # a header that passed the checksum by chance (1 in 65521) but is not one
+            raise TarFormatError("bad_member" if count else "not_a_tar", "invalid tar header (bad size field)") from None
         count += 1
-        size, kind = _number(header[124:136]), header[156:157]
         data = _read(stream, size, "a member")
         if size % BLOCK:
             _read(stream, BLOCK - size % BLOCK, "padding")
         if kind == b"L":  # GNU long name for the next member
             long_name = data.split(b"\0", 1)[0].decode("utf-8", "replace")
         elif kind == b"x":  # pax header for the next member
-            long_name = _pax_path(data) or long_name
+            try:
+                long_name = _pax_path(data) or long_name
+            except ValueError:  # records that are not "<len> key=value\n"
+                raise TarFormatError("bad_member", "invalid pax header") from None
         elif kind in (b"0", b"\0", b"7"):
             name = long_name or _ustar_name(header)
             long_name = None
