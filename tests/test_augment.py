@@ -222,3 +222,13 @@ def test_blur_matches_torchvision_gaussian_blur(k, sigma):
     x = torch.rand(3, 16, 20, generator=torch.Generator().manual_seed(k)) * 255
     ref = F.gaussian_blur(x.unsqueeze(0), [k, k], [sigma, sigma])[0]
     assert torch.allclose(_gaussian_blur(x, k, sigma), ref, atol=1e-3)
+
+
+def test_crop_resize_keeps_a_non_uint8_dtype():
+    """The numpy fast path is for uint8 frames only; other dtypes keep torch's resize (and their dtype)."""
+    from ssltk.data.stream.augment import crop_resize
+
+    img = torch.rand(3, 40, 40) * 255
+    out = crop_resize([img, img], [(0, 0, 30), (5, 5, 30)], 16)
+    ref = resize_uint8(img[:, 5:35, 5:35], 16)
+    assert out[0].dtype == torch.float32 and torch.allclose(out[1], ref)

@@ -105,7 +105,8 @@ def test_damaged_header_after_good_members():
 
 @pytest.mark.parametrize("off", [1, -1, 255, 8 * 255])
 def test_a_stored_checksum_off_by_any_small_amount_is_bad(off):
-    """The header check (Adler-32's byte sum, mod 65521) rejects a checksum field that is off at all."""
+    """The header check (Adler-32's byte sum, mod 65521) rejects a checksum field off by any amount
+    that is not a multiple of 65521 (one damaged byte moves the sum by at most 255)."""
     data = bytearray(make_tar(MEMBERS))
     pos = data.index(b"ep0001/s000016.f000")  # the second sample's first header
     true_sum = sum(data[pos : pos + 148]) + 8 * 32 + sum(data[pos + 156 : pos + 512])
@@ -131,6 +132,24 @@ def test_a_damaged_pax_record_is_a_bad_member():
     hdr = pos - (pos % 512) - 512  # the pax member's header, re-sealed so only the record is bad
     data[hdr + 148 : hdr + 156] = b"%06o\0 " % (sum(data[hdr : hdr + 148]) + 8 * 32 + sum(data[hdr + 156 : hdr + 512]))
     assert kinds_of(bytes(data))[0] == ["bad_member"]
+
+
+@pytest.mark.parametrize("record", [b"0 path=a\n", b" 0 x=1\n", b"10 path=a\n-10 x\n"])
+def test_a_pax_record_that_does_not_advance_is_bad_not_a_hang(record):
+    from ssltk.data.shards.reader import _pax_path
+
+    with pytest.raises(ValueError):
+        _pax_path(record)
+
+
+@pytest.mark.parametrize("field", [b"-0000000003", b"+000000003", b"0_00000003"])
+def test_a_size_field_with_a_sign_or_underscore_is_not_a_number(field):
+    data = bytearray(make_tar(MEMBERS))
+    pos = data.index(b"ep0001/s000016.f000")
+    data[pos + 124 : pos + 124 + len(field)] = field
+    true_sum = sum(data[pos : pos + 148]) + 8 * 32 + sum(data[pos + 156 : pos + 512])
+    data[pos + 148 : pos + 156] = b"%06o\0 " % true_sum
+    assert kinds_of(bytes(data)) == (["bad_member"], ["ep0001/s000000"])
 
 
 def test_duplicate_field_is_dropped_and_reported():

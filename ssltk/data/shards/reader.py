@@ -63,6 +63,8 @@ def _number(field: bytes) -> int:
     if field[:1] and field[0] & 0x80:  # GNU base-256 for large sizes
         return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
     text = field.split(b"\0", 1)[0].strip()
+    if text.strip(b"01234567"):  # int() alone would take a sign or underscores ("-3" read as -3)
+        raise ValueError(f"not an octal number: {text[:12]!r}")
     return int(text, 8) if text else 0
 
 
@@ -98,6 +100,8 @@ def _pax_path(data: bytes) -> str | None:
     while pos < len(data):
         space = data.index(b" ", pos)
         length = int(data[pos:space])
+        if length <= space - pos:  # a record holds at least "<len> "; 0 or less would never advance
+            raise ValueError(f"pax record length {length}")
         key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
         if key == b"path":
             path = value.decode("utf-8", "replace")

@@ -143,9 +143,9 @@ def crop_resize(imgs: list[torch.Tensor], boxes: list[tuple[int, int, int]], siz
     by_side: dict[int, list[int]] = {}
     for n, (_, _, side) in enumerate(boxes):
         by_side.setdefault(side, []).append(n)
-    cpu = all(img.device.type == "cpu" for img in imgs)
+    numpy_path = all(img.device.type == "cpu" and img.dtype == torch.uint8 for img in imgs)
     for side, idx in by_side.items():
-        if not cpu or side == size:
+        if not numpy_path or side == size:
             crops = [imgs[n][:, top : top + side, left : left + side] for n in idx for top, left, _ in [boxes[n]]]
             resized = crops if side == size else resize_many(crops, size)
         else:
@@ -154,7 +154,8 @@ def crop_resize(imgs: list[torch.Tensor], boxes: list[tuple[int, int, int]], siz
                 top, left, _ = boxes[n]
                 buf[j] = imgs[n].numpy().transpose(1, 2, 0)[top : top + side, left : left + side]
             x = torch.from_numpy(buf).permute(0, 3, 1, 2)
-            resized = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).unbind(0)
+            resized = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                                      align_corners=False).unbind(0)  # fmt: skip
         for n, img in zip(idx, resized):
             out[n] = img
     return out  # type: ignore[return-value]

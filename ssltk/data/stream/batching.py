@@ -1,9 +1,9 @@
 """The last worker stage: groups -> contract batches (``docs/batch_contract.md``) with skip counts.
 
 :class:`Batch` flattens decoded groups into batches of ``batch_size`` samples,
-copies each cell once into a ``[B, T, V, 3, S, S]`` uint8 tensor (in shared
-memory inside a DataLoader worker) and attaches the worker's ``skipped``
-counts; after the last batch a :data:`COUNTS_ONLY` record carries the skips
+copies each cell into a ``[B, T, V, 3, S, S]`` uint8 tensor as its group arrives (in shared
+memory inside a DataLoader worker; once, except in a last partial batch) and attaches the
+worker's ``skipped`` counts; after the last batch a :data:`COUNTS_ONLY` record carries the skips
 that came after it. :func:`small_fields_as_tensors` turns the small numpy
 fields back into the contract's tensors in the main process.
 """
@@ -117,7 +117,8 @@ class _Filling:
     batch is complete: ~5 us per 128-px cell against ~15 us from memory (measured in the loader,
     1 thread).
     Each cell (planar from the photometric kernel, channels-last from the resize kernel) is
-    copied once, by numpy, into the contract's ``[3, S, S]`` layout: ~3x faster for uint8 than
+    copied once (a last partial batch: once more, into its own smaller tensor), by numpy, into
+    the contract's ``[3, S, S]`` layout: ~3x faster for uint8 than
     torch's permuting copy or stack.
     """
 
