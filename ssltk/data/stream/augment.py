@@ -145,17 +145,18 @@ def crop_resize(imgs: list[torch.Tensor], boxes: list[tuple[int, int, int]], siz
         by_side.setdefault(side, []).append(n)
     numpy_path = all(img.device.type == "cpu" and img.dtype == torch.uint8 for img in imgs)
     for side, idx in by_side.items():
-        if not numpy_path or side == size:
-            crops = [imgs[n][:, top : top + side, left : left + side] for n in idx for top, left, _ in [boxes[n]]]
-            resized = crops if side == size else resize_many(crops, size)
-        else:
+        if numpy_path and side != size:
             buf = np.empty((len(idx), side, side, 3), dtype=np.uint8)  # the crops, NHWC: what the kernel reads fastest
             for j, n in enumerate(idx):
                 top, left, _ = boxes[n]
                 buf[j] = imgs[n].numpy().transpose(1, 2, 0)[top : top + side, left : left + side]
-            x = torch.from_numpy(buf).permute(0, 3, 1, 2)
-            resized = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                                                      align_corners=False).unbind(0)  # fmt: skip
+            resized = _resize_nhwc(torch.from_numpy(buf).permute(0, 3, 1, 2), size)
+        else:
+            crops = []
+            for n in idx:
+                top, left, _ = boxes[n]
+                crops.append(imgs[n][:, top : top + side, left : left + side])
+            resized = crops if side == size else resize_many(crops, size)
         for n, img in zip(idx, resized):
             out[n] = img
     return out  # type: ignore[return-value]
@@ -171,7 +172,11 @@ def resize_many(imgs: list[torch.Tensor], size: int) -> list[torch.Tensor]:
     """
     if len(imgs) == 1:
         return [resize_uint8(imgs[0], size)]
-    x = torch.stack([img.permute(1, 2, 0) for img in imgs]).permute(0, 3, 1, 2)  # one NHWC copy
+    return _resize_nhwc(torch.stack([img.permute(1, 2, 0) for img in imgs]).permute(0, 3, 1, 2), size)  # one NHWC copy
+
+
+def _resize_nhwc(x: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """``[n, 3, h, w]`` uint8 frames in NHWC memory, each resized to ``size`` (one kernel call)."""
     out = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return list(out.unbind(0))
 

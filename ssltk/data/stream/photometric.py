@@ -225,7 +225,7 @@ def _run_means(x, mats, n):
         s0, s1, s2 = _stage_sums(x, 1, k0, k1, k2, k3)
     elif n == 2:
         s0, s1, s2 = _stage_sums(x, 2, k0, k1, k2, k3)
-    else:
+    else:  # three stages before a contrast: not reachable with three jitter ops, kept for safety
         s0, s1, s2 = _stage_sums(x, 3, k0, k1, k2, k3)
     return s0 / npx, s1 / npx, s2 / npx
 
